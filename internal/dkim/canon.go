@@ -1,0 +1,415 @@
+package dkim
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+)
+
+// Canonicalization is a DKIM canonicalization algorithm (RFC 6376 §3.4).
+type Canonicalization uint8
+
+const (
+	// Simple tolerates almost no modification (RFC 6376 §3.4.1, §3.4.3).
+	Simple Canonicalization = iota
+	// Relaxed tolerates common whitespace and case changes (RFC 6376
+	// §3.4.2, §3.4.4).
+	Relaxed
+)
+
+func (c Canonicalization) String() string {
+	if c == Relaxed {
+		return "relaxed"
+	}
+	return "simple"
+}
+
+// ErrUnknownCanonicalization is returned for a c= value naming an
+// algorithm other than simple or relaxed.
+var ErrUnknownCanonicalization = errors.New("dkim: unknown canonicalization")
+
+// ParseCanonicalization parses the value of a c= tag, "header/body" or
+// "header" alone, in which case the body algorithm is simple (RFC 6376
+// §3.5 c=). The empty string is simple/simple.
+func ParseCanonicalization(s string) (header, body Canonicalization, err error) {
+	h, b, hasBody := strings.Cut(s, "/")
+	if h == "" && !hasBody {
+		return Simple, Simple, nil
+	}
+	if header, err = parseCanonName(h); err != nil {
+		return 0, 0, err
+	}
+	if !hasBody {
+		return header, Simple, nil
+	}
+	if body, err = parseCanonName(b); err != nil {
+		return 0, 0, err
+	}
+	return header, body, nil
+}
+
+func parseCanonName(s string) (Canonicalization, error) {
+	switch s {
+	case "simple":
+		return Simple, nil
+	case "relaxed":
+		return Relaxed, nil
+	}
+	return 0, fmt.Errorf("%w %q", ErrUnknownCanonicalization, s)
+}
+
+// CanonicalizeHeader returns the canonical form of one raw header field
+// (name, colon, value with folding, and the final CRLF) under c.
+//
+// Simple (RFC 6376 §3.4.1) returns raw unchanged. Relaxed (RFC 6376 §3.4.2)
+// lower-cases the field name, unfolds the value, reduces every run of white
+// space to one space, removes white space at the end of the value and on
+// both sides of the colon, and ends the field with CRLF.
+//
+// To hash the DKIM-Signature (or ARC) field itself, canonicalize it with
+// its b= value removed (RemoveSignatureValue) and drop the final CRLF
+// (RFC 6376 §3.7).
+func CanonicalizeHeader(raw []byte, c Canonicalization) []byte {
+	return AppendCanonicalHeader(make([]byte, 0, len(raw)), raw, c)
+}
+
+// AppendCanonicalHeader appends the canonical form of raw under c to dst
+// and returns the extended slice; see CanonicalizeHeader.
+func AppendCanonicalHeader(dst, raw []byte, c Canonicalization) []byte {
+	if c == Simple {
+		return append(dst, raw...)
+	}
+	colon := bytes.IndexByte(raw, ':')
+	if colon < 0 {
+		// Not a header field; canonicalize it as a value with no name.
+		colon = -1
+	}
+	// RFC 6376 §3.4.2: lower-case the name, delete white space before the
+	// colon.
+	name := raw[:max(colon, 0)]
+	for len(name) > 0 && isWSP(name[len(name)-1]) {
+		name = name[:len(name)-1]
+	}
+	for _, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		dst = append(dst, ch)
+	}
+	dst = append(dst, ':')
+	v := raw[colon+1:]
+	if bytes.HasSuffix(v, crlf) {
+		v = v[:len(v)-2]
+	}
+	// Unfold (drop CRLF), reduce white-space runs to one space, drop white
+	// space at the start and at the end of the value.
+	wsp := false
+	started := false
+	for i := 0; i < len(v); i++ {
+		ch := v[i]
+		switch {
+		case ch == '\r' && i+1 < len(v) && v[i+1] == '\n':
+			i++
+			wsp = true
+			continue
+		case isWSP(ch):
+			wsp = true
+			continue
+		}
+		if wsp && started {
+			dst = append(dst, ' ')
+		}
+		wsp = false
+		started = true
+		dst = append(dst, ch)
+	}
+	return append(dst, '\r', '\n')
+}
+
+var crlf = []byte("\r\n")
+
+func isWSP(c byte) bool { return c == ' ' || c == '\t' }
+
+// BodyHasher computes a DKIM body hash (RFC 6376 §3.7) of a message body
+// written to it in pieces of any size: it canonicalizes the body as it goes
+// (RFC 6376 §3.4.3 simple, §3.4.4 relaxed) and hashes at most the first
+// limit octets of the canonical body (the l= tag, RFC 6376 §3.5). It keeps
+// only a few octets of state, whatever the body size.
+//
+// BodyHasher is an io.Writer that never fails. Write the whole body, then
+// call Sum.
+type BodyHasher struct {
+	h     hash.Hash
+	canon Canonicalization
+	limit int64 // < 0: no limit
+	// hashed counts canonical octets hashed; length counts all canonical
+	// octets, hashed or not.
+	hashed, length int64
+
+	// Pending state, shared by both algorithms.
+	cr      bool // a CR was read and the next octet decides what it is
+	crlfs   int  // CRLFs held back: they may end the body (empty lines)
+	emitted bool // some canonical octets were emitted
+
+	// Relaxed only.
+	wsp     bool // white space was read and not yet emitted
+	content bool // the current line has non-white-space content
+}
+
+// NewBodyHasher returns a BodyHasher for canonicalization c and hash
+// function h (crypto.SHA256 or crypto.SHA1, which must be linked in).
+// limit is the l= value, or negative for the whole body.
+func NewBodyHasher(c Canonicalization, h crypto.Hash, limit int64) *BodyHasher {
+	return &BodyHasher{h: h.New(), canon: c, limit: limit}
+}
+
+var (
+	spaceOctet = []byte{' '}
+	crOctet    = []byte{'\r'}
+)
+
+// emit hashes canonical octets, up to the limit.
+func (b *BodyHasher) emit(p []byte) {
+	b.emitted = true
+	b.length += int64(len(p))
+	if b.limit >= 0 {
+		room := b.limit - b.hashed
+		if room <= 0 {
+			return
+		}
+		if int64(len(p)) > room {
+			p = p[:room]
+		}
+	}
+	b.hashed += int64(len(p))
+	b.h.Write(p)
+}
+
+// flushCRLFs emits the held-back CRLFs: content follows them, so they are
+// not trailing empty lines.
+func (b *BodyHasher) flushCRLFs() {
+	for ; b.crlfs > 0; b.crlfs-- {
+		b.emit(crlf)
+	}
+}
+
+// Write canonicalizes and hashes p. It always returns len(p), nil.
+func (b *BodyHasher) Write(p []byte) (int, error) {
+	if b.canon == Relaxed {
+		b.writeRelaxed(p)
+	} else {
+		b.writeSimple(p)
+	}
+	return len(p), nil
+}
+
+// writeSimple implements RFC 6376 §3.4.3: the body is unchanged except
+// that empty lines at its end are ignored. Runs of CRLF are held back until
+// content follows them.
+func (b *BodyHasher) writeSimple(p []byte) {
+	i := 0
+	for i < len(p) {
+		if b.cr {
+			b.cr = false
+			if p[i] == '\n' {
+				b.crlfs++
+				i++
+				continue
+			}
+			// The CR was content.
+			b.flushCRLFs()
+			b.emit(crOctet)
+			continue
+		}
+		if p[i] == '\r' {
+			b.cr = true
+			i++
+			continue
+		}
+		break
+	}
+	if i == len(p) {
+		return
+	}
+	// p[i] is content. Hold back the CRLF run at the end of p.
+	j := len(p)
+	cr := false
+	if p[j-1] == '\r' {
+		cr = true
+		j--
+	}
+	n := 0
+	for j-2 >= i && p[j-2] == '\r' && p[j-1] == '\n' {
+		j -= 2
+		n++
+	}
+	b.flushCRLFs()
+	if j > i {
+		b.emit(p[i:j])
+	}
+	b.crlfs = n
+	b.cr = cr
+}
+
+// writeRelaxed implements RFC 6376 §3.4.4: white space at the end of a
+// line is ignored, other runs of white space become one space, and empty
+// lines at the end of the body are ignored. Only CRLF ends a line.
+//
+// Octets other than SP, HTAB and CR are copied in runs: the octet-by-octet
+// state machine runs only around white space and line ends.
+func (b *BodyHasher) writeRelaxed(p []byte) {
+	i := 0
+	nextCR := -2  // index of the next CR at or after i; -1: none; -2: unknown
+	nextTab := -2 // same for HTAB
+	for i < len(p) {
+		if b.cr || b.wsp {
+			b.relaxedOctet(p[i])
+			i++
+			continue
+		}
+		if nextCR != -1 && nextCR < i {
+			if k := bytes.IndexByte(p[i:], '\r'); k >= 0 {
+				nextCR = i + k
+			} else {
+				nextCR = -1
+			}
+		}
+		end := len(p)
+		if nextCR >= 0 {
+			end = nextCR
+		}
+		if nextTab != -1 && nextTab < i {
+			if k := bytes.IndexByte(p[i:], '\t'); k >= 0 {
+				nextTab = i + k
+			} else {
+				nextTab = -1
+			}
+		}
+		if nextTab >= 0 && nextTab < end {
+			end = nextTab
+		}
+		// p[i:end] has no CR and no HTAB. It can be copied up to its
+		// first double space, less a space at its very end (which may be
+		// white space at the end of a line).
+		seg := p[i:end]
+		if k := bytes.Index(seg, doubleSpace); k >= 0 {
+			seg = seg[:k]
+		}
+		if len(seg) > 0 && seg[len(seg)-1] == ' ' {
+			seg = seg[:len(seg)-1]
+		}
+		if len(seg) > 0 {
+			b.flushCRLFs()
+			b.emit(seg)
+			b.content = true
+			i += len(seg)
+			continue
+		}
+		b.relaxedOctet(p[i])
+		i++
+	}
+}
+
+var doubleSpace = []byte("  ")
+
+// relaxedOctet runs the relaxed state machine over one octet.
+func (b *BodyHasher) relaxedOctet(c byte) {
+	if b.cr {
+		b.cr = false
+		if c == '\n' {
+			// End of line: white space before it is dropped.
+			b.wsp = false
+			if b.content {
+				b.flushCRLFs()
+				b.emit(crlf)
+				b.content = false
+			} else {
+				b.crlfs++
+			}
+			return
+		}
+		// The CR was content.
+		b.relaxedContent(crOctet)
+	}
+	switch c {
+	case '\r':
+		b.cr = true
+	case ' ', '\t':
+		b.wsp = true
+	default:
+		b.relaxedContent([]byte{c})
+	}
+}
+
+func (b *BodyHasher) relaxedContent(p []byte) {
+	b.flushCRLFs()
+	if b.wsp {
+		b.emit(spaceOctet)
+		b.wsp = false
+	}
+	b.emit(p)
+	b.content = true
+}
+
+// finish applies the end-of-body rules to the hash state.
+func (b *BodyHasher) finish() {
+	if b.canon == Relaxed {
+		if b.cr {
+			b.cr = false
+			b.relaxedContent(crOctet)
+		}
+		// White space at the end of the last line is dropped; a
+		// non-empty last line without CRLF gets one (RFC 6376 §3.4.4).
+		b.wsp = false
+		if b.content {
+			b.flushCRLFs()
+			b.emit(crlf)
+			b.content = false
+		}
+		b.crlfs = 0
+		return
+	}
+	if b.cr {
+		b.cr = false
+		b.flushCRLFs()
+		b.emit(crOctet)
+	}
+	// RFC 6376 §3.4.3: trailing empty lines are ignored, a body that does
+	// not end in CRLF gets one, and an empty body is one CRLF. In every
+	// case the canonical body ends with exactly one CRLF.
+	b.crlfs = 0
+	b.emit(crlf)
+}
+
+// Sum applies the end-of-body rules and returns the body hash. Write must
+// not be called after Sum.
+func (b *BodyHasher) Sum() []byte {
+	b.finish()
+	return b.h.Sum(nil)
+}
+
+// Length returns the length of the canonical body seen so far, including
+// octets beyond the limit. After Sum it is the full canonical length.
+func (b *BodyHasher) Length() int64 { return b.length }
+
+// Hashed returns how many canonical octets were hashed (at most the limit).
+func (b *BodyHasher) Hashed() int64 { return b.hashed }
+
+// Clone returns an independent copy of b in its current state, or nil when
+// the hash function cannot be cloned.
+func (b *BodyHasher) Clone() *BodyHasher {
+	hc, ok := b.h.(hash.Cloner)
+	if !ok {
+		return nil
+	}
+	h2, err := hc.Clone()
+	if err != nil {
+		return nil
+	}
+	c := *b
+	c.h = h2
+	return &c
+}
