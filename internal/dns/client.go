@@ -221,11 +221,11 @@ func (c *Client) attempt(ctx context.Context, req *mdns.Msg, server string) (*md
 		}
 	}
 	if err != nil {
-		if ctx.Err() == nil && actx.Err() != nil {
-			return nil, fmt.Errorf("%w: %s: no answer in %v", ErrTimeout, server, c.timeout)
-		}
 		if cerr := ctxError(ctx); cerr != nil {
 			return nil, cerr
+		}
+		if ctxError(actx) != nil {
+			return nil, fmt.Errorf("%w: %s: no answer in %v", ErrTimeout, server, c.timeout)
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -373,12 +374,17 @@ func (z *Zone) Query(ctx context.Context, name string, t Type) (*Response, error
 
 // ctxError returns the error of a query cut short by ctx: ErrTimeout for a
 // passed deadline, ErrTemporary otherwise, both also wrapping ctx.Err().
+// A deadline already passed counts even before ctx's timer has fired, so
+// that a read cut by the same deadline is reported as the ctx's.
 func ctxError(ctx context.Context) error {
 	err := ctx.Err()
 	if err == nil {
-		return nil
+		if d, ok := ctx.Deadline(); !ok || time.Now().Before(d) {
+			return nil
+		}
+		err = context.DeadlineExceeded
 	}
-	if err == context.DeadlineExceeded {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	return fmt.Errorf("%w: %w", ErrTemporary, err)

@@ -95,7 +95,11 @@ func (z *Zone) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	}
 	encoded := 0
 	for _, r := range ans.recs {
-		if rr := recordToRR(ans.final, r); rr != nil {
+		rr := recordToRR(ans.final, r)
+		if r.Type == TypeSOA {
+			rr = z.soaRR(ans.final, r)
+		}
+		if rr != nil {
 			m.Answer = append(m.Answer, rr)
 			encoded++
 		}
@@ -110,12 +114,29 @@ func (z *Zone) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 			ans.soaOwner, ans.soa, ans.negTTL = z.negative(ans.final)
 			z.mu.RUnlock()
 		}
-		s := ans.soa
-		m.Ns = append(m.Ns, &mdns.SOA{
-			Hdr: mdns.RR_Header{Name: fqdn(ans.soaOwner), Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.ttl},
-			Ns:  fqdn(s.mname), Mbox: fqdn(s.rname), Serial: s.serial, Refresh: s.refresh,
-			Retry: s.retry, Expire: s.expire, Minttl: s.minimum,
-		})
+		m.Ns = append(m.Ns, soaToRR(ans.soaOwner, ans.soa))
 	}
 	write()
+}
+
+// soaRR is the wire form of the SOA record rec at the apex n: the full SOA
+// loaded from a zone file, or one made from rec (see Zone.Add).
+func (z *Zone) soaRR(n string, rec Record) mdns.RR {
+	z.mu.RLock()
+	s, ok := z.soas[n]
+	z.mu.RUnlock()
+	if !ok || s.mname != rec.Host {
+		s = soaData{mname: rec.Host, rname: "hostmaster." + n, serial: 1,
+			refresh: 3600, retry: 600, expire: 604800, minimum: rec.TTL}
+	}
+	s.ttl = rec.TTL
+	return soaToRR(n, s)
+}
+
+func soaToRR(owner string, s soaData) *mdns.SOA {
+	return &mdns.SOA{
+		Hdr: mdns.RR_Header{Name: fqdn(owner), Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.ttl},
+		Ns:  fqdn(s.mname), Mbox: fqdn(s.rname), Serial: s.serial, Refresh: s.refresh,
+		Retry: s.retry, Expire: s.expire, Minttl: s.minimum,
+	}
 }
