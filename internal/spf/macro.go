@@ -2,6 +2,7 @@ package spf
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ type macroString struct {
 // ErrMacro is wrapped by macro syntax errors.
 var ErrMacro = errors.New("invalid macro")
 
-func macroErr(msg string) error { return errors.New(ErrMacro.Error() + ": " + msg) }
+func macroErr(msg string) error { return fmt.Errorf("%w: %s", ErrMacro, msg) }
 
 // parseMacroString parses a macro-string (RFC 7208 §7.1):
 //
