@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -246,7 +247,6 @@ type zoneAnswer struct {
 func (z *Zone) resolve(n string, t Type) (*zoneAnswer, error) {
 	ans := &zoneAnswer{}
 	cur := n
-	seen := map[string]bool{}
 	for {
 		switch z.fault(cur, t) {
 		case FaultTimeout:
@@ -254,7 +254,6 @@ func (z *Zone) resolve(n string, t Type) (*zoneAnswer, error) {
 		case FaultServFail:
 			return nil, &Error{Name: n, Type: t, Err: fmt.Errorf("%w (fault at %s)", ErrServFail, cur)}
 		}
-		seen[cur] = true
 		z.mu.RLock()
 		node, exists := z.lookup(cur)
 		var cname *Record
@@ -286,7 +285,8 @@ func (z *Zone) resolve(n string, t Type) (*zoneAnswer, error) {
 		if len(ans.chain) > MaxCNAMEChain {
 			return nil, &Error{Name: n, Type: t, Err: fmt.Errorf("%w: CNAME chain longer than %d", ErrServFail, MaxCNAMEChain)}
 		}
-		if seen[link.target] {
+		// The names visited so far are the owners of the chain's links.
+		if slices.ContainsFunc(ans.chain, func(l cnameLink) bool { return l.owner == link.target }) {
 			return nil, &Error{Name: n, Type: t, Err: fmt.Errorf("%w: CNAME loop at %s", ErrServFail, link.target)}
 		}
 		cur = link.target

@@ -49,7 +49,7 @@ func TestZoneExistence(t *testing.T) {
 		{"c.example.com", dns.TypeA, dns.Success, true},     // empty non-terminal
 		{"example.com", dns.TypeA, dns.Success, false},
 		{"example.com", dns.TypeMX, dns.Success, true},
-		{"com", dns.TypeTXT, dns.Success, true},           // ancestor of every name
+		{"com", dns.TypeTXT, dns.Success, true},             // ancestor of every name
 		{"x.example.com", dns.TypeTXT, dns.NXDomain, false}, // unknown
 		{"x.a.b.c.example.com", dns.TypeTXT, dns.NXDomain, false},
 		{"example.org", dns.TypeA, dns.NXDomain, false},
