@@ -138,7 +138,7 @@ func TestParseValid(t *testing.T) {
 		"v=spf1 a:foo:bar/baz.example.com", // §7.1: ":" and "/" are macro-literals
 		"v=spf1 a:foo.example.xn--zckzah",  // toplabel with dashes
 		"v=spf1 a:macro%%percent%_%_space%-url-space.example.com",
-		"v=spf1 a:%{H}",  // domain-end may be a macro
+		"v=spf1 a:%{H}", // domain-end may be a macro
 		"v=spf1 exists:%{l2r+-}.user.%{d2}",
 		"v=spf1 default=pass", // unknown modifiers ignored
 		"v=spf1 moo.cow-far_out=man:dog/cat",
