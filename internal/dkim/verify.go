@@ -500,7 +500,7 @@ func newResult(sig *Signature) *SignatureResult {
 
 func (r *SignatureResult) set(res Result, err error) {
 	r.Result, r.Err = res, err
-	r.Reason = strings.TrimPrefix(err.Error(), "dkim: ")
+	r.Reason = strings.ReplaceAll(err.Error(), "dkim: ", "")
 }
 
 // oversigning fills Oversigned and NotOversigned.

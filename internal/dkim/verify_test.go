@@ -95,7 +95,11 @@ func sign(t testing.TB, s *Signer, msg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := s.Sign(h, br)
+	var body io.Reader = br
+	if h.BareLF {
+		body = message.NewCRLFReader(br)
+	}
+	f, err := s.Sign(h, body)
 	if err != nil {
 		t.Fatal(err)
 	}
