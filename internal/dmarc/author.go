@@ -383,7 +383,7 @@ func parseAddressList(v string) ([]Mailbox, []string, error) {
 		if p.peek() == 0 {
 			break
 		}
-		boxes, err := p.address()
+		boxes, err := p.address(true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -402,12 +402,16 @@ func parseAddressList(v string) ([]Mailbox, []string, error) {
 	return out, p.warns, nil
 }
 
-// address parses RFC 5322 §3.4 address = mailbox / group (RFC 6854).
-func (p *addrParser) address() ([]Mailbox, error) {
+// address parses RFC 5322 §3.4 address = mailbox / group (RFC 6854), or
+// only a mailbox when group is false (inside a group).
+func (p *addrParser) address(group bool) ([]Mailbox, error) {
 	// Look ahead for the first token that tells the form apart.
 	for i := p.pos; i < len(p.toks); i++ {
 		switch p.toks[i].kind {
 		case ':':
+			if !group {
+				return nil, errors.New("group inside a group")
+			}
 			return p.group()
 		case '<':
 			m, err := p.nameAddr()
@@ -464,14 +468,11 @@ func (p *addrParser) group() ([]Mailbox, error) {
 		case 0:
 			return nil, errors.New("group: missing ';' at the end")
 		}
-		boxes, err := p.address()
+		boxes, err := p.address(false)
 		if err != nil {
 			return nil, err
 		}
-		if len(boxes) != 1 {
-			return nil, errors.New("group inside a group")
-		}
-		out = append(out, boxes[0])
+		out = append(out, boxes...)
 		if len(out) > MaxFromMailboxes {
 			return out, nil
 		}
