@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newDNSCmd(g),
 		newSPFCmd(g),
+		newDKIMCmd(g),
 	)
 	return root
 }
