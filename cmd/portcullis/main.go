@@ -5,7 +5,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -16,9 +18,26 @@ var version = "dev"
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "portcullis:", err)
-		os.Exit(2)
+		os.Exit(report(os.Stderr, err))
 	}
+}
+
+// report prints err and returns the exit status: 2 (usage, configuration
+// or run-time error) unless err carries its own status with an ExitCode
+// method; an error whose Silent method returns true was printed already.
+func report(w io.Writer, err error) int {
+	var coded interface {
+		ExitCode() int
+		Silent() bool
+	}
+	if errors.As(err, &coded) {
+		if !coded.Silent() {
+			fmt.Fprintln(w, "portcullis:", err)
+		}
+		return coded.ExitCode()
+	}
+	fmt.Fprintln(w, "portcullis:", err)
+	return 2
 }
 
 func newRootCmd() *cobra.Command {

@@ -14,9 +14,10 @@ import (
 // the zone file's content.
 var ErrBadZone = errors.New("bad zone file")
 
-// MaxZoneRecords bounds the records one zone file may hold ($GENERATE
-// makes up to 65,535 records from one line).
-const MaxZoneRecords = 500_000
+// MaxZoneRecords bounds the records one zone file may hold, and so the
+// memory and time of loading it ($GENERATE makes up to 65,535 records from
+// one line; loading takes a few microseconds per record).
+const MaxZoneRecords = 100_000
 
 // zoneDefaultTTL is the TTL of records before any $TTL directive or
 // explicit TTL (RFC 2308 §4 makes $TTL the way to set it).
