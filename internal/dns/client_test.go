@@ -35,6 +35,7 @@ func testZone(t *testing.T) *dns.Zone {
 	}
 	z.Add("huge.example.com", txt(60, huge...))
 	z.Add("noauth.example", a(60, "192.0.2.9")) // no SOA encloses it
+	z.Add("nullmx.example.com", dns.Record{Type: dns.TypeMX, TTL: 60, Pref: 0, Host: "."}) // RFC 7505
 	return z
 }
 
@@ -56,6 +57,7 @@ func TestClientMatchesZone(t *testing.T) {
 		{"x.y.wild.example.com", dns.TypeTXT}, {"quoted.example.com", dns.TypeTXT}, {"big.example.com", dns.TypeTXT},
 		{"huge.example.com", dns.TypeTXT}, {"o'brien@x;y(z).example.com", dns.TypeTXT}, {"sp ace.example.com", dns.TypeTXT},
 		{"nx.noauth.example", dns.TypeA}, {"noauth.example", dns.TypeTXT}, {"_dmarc.example.com", dns.TypeTXT},
+		{"nullmx.example.com", dns.TypeMX},
 	}
 	for _, q := range questions {
 		want := query(t, z, q.name, q.typ)
@@ -73,6 +75,9 @@ func TestClientMatchesZone(t *testing.T) {
 	}
 	if r := query(t, c, "nx.noauth.example", dns.TypeA); r.TTL != 45*time.Second {
 		t.Errorf("negative TTL without zone SOA: %v", r.TTL)
+	}
+	if r := query(t, c, "nullmx.example.com", dns.TypeMX); len(r.Records) != 1 || r.Records[0].Host != "" {
+		t.Errorf("null MX: %+v", r)
 	}
 	if r := query(t, c, "huge.example.com", dns.TypeTXT); len(r.Records) != 1 || len(r.Records[0].Text()) != 4000 {
 		t.Errorf("huge TXT: %d records", len(r.Records))

@@ -10,8 +10,10 @@
 // Back ends:
 //   - Client: a stub resolver asking configured servers (RFC 1035, RFC 6891
 //     EDNS0, TCP on truncation), built on github.com/miekg/dns;
-//   - Zone: an in-memory authoritative zone loaded from an RFC 1035 master
-//     file, used in lab mode and offline tests;
+//   - Zone: an in-memory authoritative zone, built in code or loaded from an
+//     RFC 1035 master file, used in lab mode and offline tests (empty
+//     non-terminals per RFC 8020, wildcards per RFC 4592, faults on demand);
+//     it also answers over the wire through miekg/dns (Zone.ServeDNS);
 //   - Cache: a decorator with TTL-respecting positive and negative caching
 //     (RFC 2308), bounded memory and coalescing of identical queries.
 //
@@ -107,8 +109,8 @@ type Record struct {
 	// Pref and Host are set for MX (Host is the exchange, lower case,
 	// without the trailing dot; "" or "." for a null MX, RFC 7505).
 	Pref uint16
-	// Host is the MX exchange or the PTR target, lower case, without the
-	// trailing dot.
+	// Host is the MX exchange, the PTR or CNAME target, or the SOA's
+	// primary server (MNAME), lower case, without the trailing dot.
 	Host string
 }
 
