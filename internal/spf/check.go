@@ -17,8 +17,8 @@ func Check(ctx context.Context, r dns.Resolver, req Request, opts *Options) Resu
 	if req.MailFrom == "" {
 		return CheckHELO(ctx, r, req, opts)
 	}
-	local, domain := splitSender(req.MailFrom)
-	res := CheckHost(ctx, r, req, domain, local+"@"+domain, opts)
+	_, domain := splitSender(req.MailFrom)
+	res := CheckHost(ctx, r, req, domain, req.MailFrom, opts)
 	res.Identity = IdentityMailFrom
 	if res.Trace != nil {
 		res.Trace.Identity = IdentityMailFrom
@@ -78,7 +78,7 @@ func CheckHost(ctx context.Context, r dns.Resolver, req Request, domain, sender 
 	default:
 		var rt *RecordTrace
 		if tr != nil {
-			rt = &RecordTrace{Domain: domain, Via: ViaCheck}
+			rt = newRecordTrace(domain, ViaCheck)
 			tr.Record = rt
 		}
 		out = c.checkHost(domain, rt)
@@ -114,7 +114,6 @@ func CheckHost(ctx context.Context, r dns.Resolver, req Request, domain, sender 
 // options are Options with the defaults filled in.
 type options struct {
 	Options
-	defaultExp macroString
 }
 
 func resolveOptions(o *Options) options {
@@ -143,11 +142,6 @@ func resolveOptions(o *Options) options {
 	if ro.DefaultExplanation == "" {
 		ro.DefaultExplanation = DefaultExplanation
 	}
-	ms, err := parseMacroString(ro.DefaultExplanation, macroExplain)
-	if err != nil {
-		ms = macroString{raw: ro.DefaultExplanation}
-	}
-	ro.defaultExp = ms
 	return ro
 }
 
@@ -175,10 +169,14 @@ func newChecker(r dns.Resolver, req Request, sender string, opts *Options) *chec
 	c := &checker{r: r, o: resolveOptions(opts), ip: req.IP.Unmap()}
 	c.trace = !c.o.DisableTrace
 	local, dom := splitSender(sender)
+	if strings.LastIndexByte(sender, '@') <= 0 {
+		// RFC 7208 §4.3: an empty local-part becomes "postmaster".
+		sender = local + "@" + dom
+	}
 	c.env = macroEnv{
-		sender: local + "@" + dom, local: local, senderDomain: dom,
+		sender: sender, local: local, senderDomain: dom,
 		helo: req.HELO, receiver: req.Receiver, ip: c.ip, now: req.Now,
-		ptr: c.validatedName,
+		checker: c,
 	}
 	return c
 }
@@ -265,13 +263,22 @@ func (c *checker) checkHost(domain string, rt *RecordTrace) (out outcome) {
 	return outcome{v: Neutral}
 }
 
+// newRecordTrace allocates a RecordTrace and its TXT Query at once.
+func newRecordTrace(domain string, via Via) *RecordTrace {
+	x := &struct {
+		rt RecordTrace
+		q  Query
+	}{rt: RecordTrace{Domain: domain, Via: via}}
+	x.rt.Query = &x.q
+	return &x.rt
+}
+
 // fetchRecord finds the SPF record of domain (RFC 7208 §4.4, §4.5). When
 // it returns a nil record, out is the result (none, temperror, permerror).
 func (c *checker) fetchRecord(domain string, rt *RecordTrace) (*Record, outcome) {
 	var q *Query
 	if rt != nil {
-		q = &Query{}
-		rt.Query = q
+		q = rt.Query
 	}
 	resp, err := c.query(domain, dns.TypeTXT, q)
 	if err != nil {
@@ -558,6 +565,11 @@ func (c *checker) matchMX(t *Term, name string, tt *TermTrace) (bool, error) {
 		return false, fmt.Errorf("%w: %d at %s (limit %d)", ErrTooManyMX, n, name, c.o.MaxMXNames)
 	}
 	at := c.addrType()
+	if c.cur != nil {
+		qs := make([]Query, len(c.cur.Queries), len(c.cur.Queries)+n)
+		copy(qs, c.cur.Queries)
+		c.cur.Queries = qs
+	}
 	for i := range resp.Records {
 		mx := &resp.Records[i]
 		if mx.Type != dns.TypeMX || mx.Host == "" || mx.Host == "." {
@@ -706,7 +718,7 @@ func (c *checker) validatedName(domain string) string {
 func (c *checker) include(name string, tt *TermTrace) (bool, error) {
 	var child *RecordTrace
 	if tt != nil {
-		child = &RecordTrace{Domain: name, Via: ViaInclude}
+		child = newRecordTrace(name, ViaInclude)
 		tt.Child = child
 	}
 	out := c.checkHost(name, child)
@@ -740,7 +752,7 @@ func (c *checker) redirect(t *Term, domain string, tt *TermTrace) outcome {
 	}
 	var child *RecordTrace
 	if tt != nil {
-		child = &RecordTrace{Domain: name, Via: ViaRedirect}
+		child = newRecordTrace(name, ViaRedirect)
 		tt.Child = child
 	}
 	out := c.checkHost(name, child)
@@ -766,7 +778,11 @@ func (c *checker) explain(out outcome) (string, *ExplanationTrace) {
 		et = &ExplanationTrace{Source: "default", Domain: out.domain}
 	}
 	def := func(note string) (string, *ExplanationTrace) {
-		text := string(c.o.defaultExp.expand(nil, &c.env))
+		ms, err := parseMacroString(c.o.DefaultExplanation, macroExplain)
+		if err != nil {
+			ms = macroString{raw: c.o.DefaultExplanation} // used as it is
+		}
+		text := string(ms.expand(nil, &c.env))
 		if et != nil {
 			et.Note, et.Text = note, text
 		}

@@ -211,8 +211,10 @@ type macroEnv struct {
 	receiver     string
 	ip           netip.Addr // unmapped
 	now          func() time.Time
-	// ptr returns the validated domain name of ip for %{p} (§7.3).
-	ptr func(domain string) string
+	// checker finds the validated domain name of ip for %{p} (§7.3);
+	// without one, ptrName is used, or "unknown".
+	checker *checker
+	ptrName string
 }
 
 // expand appends the expansion of ms to dst.
@@ -261,9 +263,13 @@ func (t *macroToken) expand(dst []byte, env *macroEnv) []byte {
 			val = "ip6"
 		}
 	case 'p':
-		val = "unknown"
-		if env.ptr != nil {
-			val = env.ptr(env.domain)
+		switch {
+		case env.checker != nil:
+			val = env.checker.validatedName(env.domain)
+		case env.ptrName != "":
+			val = env.ptrName
+		default:
+			val = "unknown"
 		}
 	case 'r':
 		// RFC 7208 §7.2: the domain name of the host performing the check,
@@ -400,10 +406,7 @@ func ExpandMacros(s string, mc MacroContext, explain bool) (string, error) {
 		sender: mc.Sender, local: local, senderDomain: dom, domain: mc.Domain,
 		helo: mc.HELO, receiver: mc.Receiver, ip: mc.IP.Unmap(), now: mc.Now,
 	}
-	if mc.PTR != "" {
-		p := mc.PTR
-		env.ptr = func(string) string { return p }
-	}
+	env.ptrName = mc.PTR
 	return string(ms.expand(nil, &env)), nil
 }
 

@@ -130,8 +130,8 @@ type Term struct {
 	Network netip.Prefix `json:"network,omitzero"`
 	// CIDR4 and CIDR6 are the dual-cidr-length of a and mx (RFC 7208
 	// §5.6), -1 when not written (meaning /32 and /128).
-	CIDR4 int `json:"cidr4,omitempty"`
-	CIDR6 int `json:"cidr6,omitempty"`
+	CIDR4 int `json:"cidr4"`
+	CIDR6 int `json:"cidr6"`
 
 	spec macroString // DomainSpec, pre-parsed
 }
@@ -228,8 +228,9 @@ func ParseWith(record string, po ParseOptions) (*Record, error) {
 		} else {
 			j += i
 		}
-		t, err := parseTerm(record[i:j], i, po)
-		if err != nil {
+		rec.Terms = append(rec.Terms, Term{})
+		t := &rec.Terms[len(rec.Terms)-1]
+		if err := parseTerm(t, record[i:j], i, po); err != nil {
 			return nil, err
 		}
 		switch t.Kind {
@@ -242,24 +243,23 @@ func ParseWith(record string, po ParseOptions) (*Record, error) {
 			if *idx >= 0 {
 				return nil, &SyntaxError{Pos: i, Term: t.Text, Msg: "modifier " + string(t.Kind) + " appears more than once"}
 			}
-			*idx = len(rec.Terms)
+			*idx = len(rec.Terms) - 1
 		case KindAll:
 			rec.hasAll = true
 		}
 		if t.Kind.CountsLookup() {
 			rec.lookups++
 		}
-		rec.Terms = append(rec.Terms, t)
 		i = j
 	}
 	return rec, nil
 }
 
 // parseTerm parses one directive or modifier (RFC 7208 §4.6.1, §12).
-func parseTerm(s string, pos int, po ParseOptions) (Term, error) {
-	t := Term{Pos: pos, Text: s, CIDR4: -1, CIDR6: -1}
-	bad := func(msg string) (Term, error) {
-		return Term{}, &SyntaxError{Pos: pos, Term: s, Msg: msg}
+func parseTerm(t *Term, s string, pos int, po ParseOptions) error {
+	*t = Term{Pos: pos, Text: s, CIDR4: -1, CIDR6: -1}
+	bad := func(msg string) error {
+		return &SyntaxError{Pos: pos, Term: s, Msg: msg}
 	}
 	// A modifier is name "=" ...; name = ALPHA *( ALPHA / DIGIT / "-" /
 	// "_" / "." ). A term whose name is followed by "=" is a modifier.
@@ -281,14 +281,14 @@ func parseTerm(s string, pos int, po ParseOptions) (Term, error) {
 				return bad(err.Error())
 			}
 			t.spec = ms
-			return t, nil
+			return nil
 		}
 		ms, err := parseDomainSpec(value, po)
 		if err != nil {
 			return bad(err.Error())
 		}
 		t.spec = ms
-		return t, nil
+		return nil
 	}
 
 	rest := s
@@ -384,7 +384,7 @@ func parseTerm(s string, pos int, po ParseOptions) (Term, error) {
 	default:
 		return bad("unknown mechanism " + strconv.Quote(name))
 	}
-	return t, nil
+	return nil
 }
 
 // nameLen returns the length of the modifier name at the start of s
