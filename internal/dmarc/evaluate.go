@@ -686,3 +686,70 @@ func (s *session) exists(domain string) (bool, error) {
 	}
 	return false, nil
 }
+
+// OrganizationalDomain returns the Organizational Domain of domain by RFC
+// 9989 §4.10.2: a DNS Tree Walk from domain (at most 8 queries) and the
+// selection rules of psd=n, psd=y and the record with the fewest labels.
+// A temporary DNS failure is returned as an error wrapping
+// dns.ErrTemporary.
+func OrganizationalDomain(ctx context.Context, r dns.Resolver, domain string) (string, error) {
+	d, err := NormalizeDomain(domain)
+	if err != nil {
+		return "", err
+	}
+	s := &session{ctx: ctx, r: r, o: &Options{}, records: map[string]*dmarcAnswer{}, walks: map[string]*walkResult{}}
+	w := s.walk(d)
+	if w.err != nil {
+		return "", w.err
+	}
+	return w.org, nil
+}
+
+// Discovery is the outcome of DMARC Policy Discovery for one domain.
+type Discovery struct {
+	// Domain is the normalised domain discovery started from.
+	Domain string
+	// PolicyDomain is where the applicable record was found, "" if none.
+	PolicyDomain string
+	// OrgDomain is the Organizational Domain when discovery determined it.
+	OrgDomain string
+	// Record is the applicable record, nil when none applies.
+	Record *Record
+	// Reason explains an absent record.
+	Reason   string
+	Warnings []string
+	Lookups  []Lookup
+}
+
+// Discover performs DMARC Policy Discovery for domain (RFC 9989 §4.10.1,
+// or RFC 7489 §6.6.3 in RFC7489 mode) without evaluating a message, e.g.
+// for a posture check of a domain. A temporary DNS failure is an error
+// wrapping dns.ErrTemporary; several records published at one name in
+// RFC7489 mode leave Record nil with a Reason.
+func Discover(ctx context.Context, r dns.Resolver, domain string, opts *Options) (*Discovery, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.PSL == nil {
+		o.PSL = EmbeddedPSL()
+	}
+	d, err := NormalizeDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{ctx: ctx, r: r, o: &o, records: map[string]*dmarcAnswer{}, walks: map[string]*walkResult{}}
+	var res Result
+	var rec *Record
+	if o.Mode == RFC7489 {
+		rec, err = s.discover7489(d, &res)
+	} else {
+		rec, err = s.discover9989(d, &res)
+	}
+	disc := &Discovery{Domain: d, PolicyDomain: res.PolicyDomain, OrgDomain: res.OrgDomain, Record: rec,
+		Reason: res.Reason, Warnings: s.warnings, Lookups: s.lookups}
+	if rec == nil {
+		disc.PolicyDomain = ""
+	}
+	return disc, err
+}

@@ -717,3 +717,34 @@ func TestEvaluateReason(t *testing.T) {
 		t.Errorf("record %q parsed %v mode %v", res.Record, res.Parsed, res.Mode)
 	}
 }
+
+func TestDiscover(t *testing.T) {
+	z := zoneOf(t,
+		"_dmarc.example.com TXT v=DMARC1; p=reject",
+		"_dmarc.dup.example TXT v=DMARC1; p=none",
+		"_dmarc.dup.example TXT v=DMARC1; p=reject",
+		"_dmarc.slow.example TIMEOUT TXT",
+	)
+	ctx := context.Background()
+	d, err := Discover(ctx, z, "a.b.example.com", nil)
+	if err != nil || d.Record == nil || d.PolicyDomain != "example.com" || d.OrgDomain != "example.com" || len(d.Lookups) != 4 {
+		t.Errorf("%+v, %v", d, err)
+	}
+	d, err = Discover(ctx, z, "example.org", nil)
+	if err != nil || d.Record != nil || d.PolicyDomain != "" || d.Reason == "" {
+		t.Errorf("%+v, %v", d, err)
+	}
+	d, err = Discover(ctx, z, "dup.example", &Options{Mode: RFC7489})
+	if err != nil || d.Record != nil || !strings.Contains(d.Reason, "2 DMARC records") {
+		t.Errorf("%+v, %v", d, err)
+	}
+	if _, err = Discover(ctx, z, "x.slow.example", nil); !errors.Is(err, dns.ErrTimeout) {
+		t.Errorf("timeout: %v", err)
+	}
+	if _, err = OrganizationalDomain(ctx, z, "x.slow.example"); !errors.Is(err, dns.ErrTemporary) {
+		t.Errorf("OrganizationalDomain timeout: %v", err)
+	}
+	if _, err = OrganizationalDomain(ctx, z, "a..b"); !errors.Is(err, ErrInvalidDomain) {
+		t.Errorf("OrganizationalDomain invalid: %v", err)
+	}
+}
