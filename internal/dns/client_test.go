@@ -34,7 +34,7 @@ func testZone(t *testing.T) *dns.Zone {
 		huge = append(huge, strings.Repeat("h", 200))
 	}
 	z.Add("huge.example.com", txt(60, huge...))
-	z.Add("noauth.example", a(60, "192.0.2.9")) // no SOA encloses it
+	z.Add("noauth.example", a(60, "192.0.2.9"))                                            // no SOA encloses it
 	z.Add("nullmx.example.com", dns.Record{Type: dns.TypeMX, TTL: 60, Pref: 0, Host: "."}) // RFC 7505
 	return z
 }
