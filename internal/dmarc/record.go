@@ -215,6 +215,8 @@ func ParseRecord(txt string, mode Mode) (*Record, error) {
 			r.warnf("malformed tag %q ignored (RFC 9989 §4.8: dmarc-tag = 1*ALPHA equals 1*dmarc-value)", clip(t))
 			continue
 		}
+		// Tag names are matched ignoring case, like the ABNF literals of
+		// RFC 9989 §4.8 (RFC 5234 §2.3).
 		lname := strings.ToLower(name)
 		if seen[lname] {
 			r.warnf("duplicate tag %q ignored; the first occurrence applies", lname)
