@@ -38,7 +38,8 @@ type Sealer struct {
 	Domain, Selector string
 	// Key is an *rsa.PrivateKey of 1024 bits or more (RFC 8301 §3.2) or an
 	// ed25519.PrivateKey (RFC 8463), or another crypto.Signer with such a
-	// public key.
+	// public key. Prefer RSA: ed25519-sha256 ARC sets do not validate
+	// everywhere (dkimpy 1.1.4 rejects the algorithm in ARC fields).
 	Key crypto.Signer
 	// Algorithm defaults to rsa-sha256 or ed25519-sha256 by key type.
 	Algorithm dkim.Algorithm
@@ -322,7 +323,7 @@ func signField(name string, tags []tag, sigLen int, foldB bool, alg dkim.Algorit
 	return f, nil
 }
 
-// layoutTags writes "; "-separated tags, folding (CRLF TAB) at tag
+// layoutTags writes "; "-separated tags, folding (CRLF SP) at tag
 // boundaries, inside h= and, when foldB, inside b=, so that lines stay
 // within 78 columns where possible. col is the column after the field name
 // and colon. The b= value is bval. Relaxed canonicalization reads every fold as one
@@ -330,6 +331,10 @@ func signField(name string, tags []tag, sigLen int, foldB bool, alg dkim.Algorit
 // form is the unfolded "a=...; b=...; ..." whatever the folding.
 func layoutTags(col int, tags []tag, bval string, foldB bool) string {
 	const width = 78
+	// Folds are CRLF SP: some validators (dkimpy) find the AMS of an
+	// instance by searching its value for " i=N;", which a fold with a TAB
+	// before i= would hide.
+	const fold = "\r\n "
 	var out strings.Builder
 	for i, t := range tags {
 		if i > 0 {
@@ -346,7 +351,7 @@ func layoutTags(col int, tags []tag, bval string, foldB bool) string {
 		switch t.name {
 		case "b":
 			if col+1+len(first)+min(len(v), 8) > width {
-				out.WriteString("\r\n\t")
+				out.WriteString(fold)
 				col = 1
 			} else {
 				out.WriteByte(' ')
@@ -362,7 +367,7 @@ func layoutTags(col int, tags []tag, bval string, foldB bool) string {
 			for len(v) > 0 {
 				room := width - col
 				if room <= 0 {
-					out.WriteString("\r\n\t")
+					out.WriteString(fold)
 					col = 1
 					continue
 				}
@@ -377,13 +382,13 @@ func layoutTags(col int, tags []tag, bval string, foldB bool) string {
 			for j, w := range words {
 				switch {
 				case j == 0 && col+1+len(w) > width && col > 1:
-					out.WriteString("\r\n\t")
+					out.WriteString(fold)
 					col = 1
 				case j == 0:
 					out.WriteByte(' ')
 					col++
 				case col+len(w) > width:
-					out.WriteString("\r\n\t")
+					out.WriteString(fold)
 					col = 1
 				}
 				out.WriteString(w)
@@ -392,7 +397,7 @@ func layoutTags(col int, tags []tag, bval string, foldB bool) string {
 		default:
 			w := first + v
 			if col+1+len(w) > width && col > 1 {
-				out.WriteString("\r\n\t")
+				out.WriteString(fold)
 				col = 1
 			} else {
 				out.WriteByte(' ')
