@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 		newDNSCmd(g),
 		newSPFCmd(g),
 		newDKIMCmd(g),
+		newARCCmd(g),
 	)
 	return root
 }
