@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"portcullis/internal/message"
 )
 
 // StripPolicy says which inbound Authentication-Results fields a border MTA
@@ -192,4 +194,26 @@ func (sp *StripPolicy) Strip(fields []Field) (kept []Field, removed []Removed) {
 		kept = append(kept, f)
 	}
 	return kept, removed
+}
+
+// StripHeader removes from h, in place, the Authentication-Results fields
+// the policy removes, and reports them (Index is the field's position in h
+// before the removal). Every other octet of the header is kept.
+func (sp *StripPolicy) StripHeader(h *message.Header) []Removed {
+	var removed []Removed
+	drop := map[*message.Field]bool{}
+	for i, f := range h.Fields {
+		if !f.Is(FieldName) {
+			continue
+		}
+		d := sp.Decide(f.Name, f.Value())
+		if d.Reason.Remove() {
+			removed = append(removed, Removed{Index: i, Field: Field{Name: f.Name, Value: f.Value()}, Decision: d})
+			drop[f] = true
+		}
+	}
+	if len(drop) > 0 {
+		h.Remove(func(f *message.Field) bool { return drop[f] })
+	}
+	return removed
 }

@@ -1,9 +1,13 @@
 package authres
 
 import (
+	"bufio"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"portcullis/internal/message"
 )
 
 func TestStrip(t *testing.T) {
@@ -82,5 +86,31 @@ func TestStripReasonString(t *testing.T) {
 		if r.String() != s {
 			t.Errorf("%d.String() = %q, want %q", int(r), r.String(), s)
 		}
+	}
+}
+
+func TestStripHeader(t *testing.T) {
+	raw := "Authentication-Results: mx.example.org; dmarc=pass header.from=bank.example\r\n" +
+		"Received: from a by b\r\n" +
+		"Authentication-Results: upstream.example;\r\n\tspf=pass smtp.mailfrom=a.example\r\n" +
+		"authentication-results: (c) MX.EXAMPLE.ORG (d); none\r\n" +
+		"From: a@a.example\r\n\r\n"
+	h, err := message.ReadHeader(bufio.NewReader(strings.NewReader(raw)), message.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &StripPolicy{ServIDs: []string{"mx.example.org"}}
+	removed := sp.StripHeader(h)
+	if len(removed) != 2 || removed[0].Index != 0 || removed[1].Index != 3 || removed[1].Reason != RemoveForged {
+		t.Fatalf("removed %+v", removed)
+	}
+	want := "Received: from a by b\r\n" +
+		"Authentication-Results: upstream.example;\r\n\tspf=pass smtp.mailfrom=a.example\r\n" +
+		"From: a@a.example\r\n\r\n"
+	if got := string(h.Bytes()); got != want {
+		t.Errorf("header after stripping:\n%q\nwant\n%q", got, want)
+	}
+	if len(sp.StripHeader(h)) != 0 {
+		t.Error("second pass removed more")
 	}
 }
