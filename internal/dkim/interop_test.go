@@ -26,8 +26,8 @@ var interopMessages = map[string]string{
 	"folded": "From: Alice\r\n <alice@example.com>\r\nTo: bob@example.org,\r\n\tcarol@example.org,\r\n   dave@example.org\r\n" +
 		"Subject:   A  long   subject\t \r\n  folded over\r\n\tthree lines  \r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n" +
 		"X-Mixed-CASE:  value\r\n\r\nLine one  \r\n\tTabbed  line\t\r\n\r\nLast line   \r\n\r\n\r\n",
-	"empty-body": "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: empty\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\n",
-	"blank-lines": "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: blank\r\n\r\n\r\n\r\n \r\n\r\n",
+	"empty-body":    "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: empty\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\n",
+	"blank-lines":   "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: blank\r\n\r\n\r\n\r\n \r\n\r\n",
 	"no-final-crlf": "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: nocrlf\r\n\r\nno line end here",
 	"repeated": "Received: from a by b\r\nFrom: alice@example.com\r\nTo: bob@example.org\r\nTo: carol@example.org\r\n" +
 		"Subject: repeated\r\nComments: one\r\nComments: two\r\n\r\n" + strings.Repeat("A fairly long line of text that keeps going on and on for a while.\r\n", 40),
