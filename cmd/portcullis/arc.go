@@ -64,9 +64,10 @@ included). --timestamp sets t= (Unix seconds; default now).
 When the newest ARC-Seal already says cv=fail, no set is added (RFC 8617 §5.1):
 the message is printed unchanged and a note goes to standard error.
 
-Exit status: 0 when the message is printed; 1 when it cannot be sealed (the
-chain validation is temperror, or 50 sets are already present); 2 for a usage
-or input error.`,
+Exit status: 0 when the message is printed; 1 when it is not sealed because a
+key could not be fetched for now (the chain would be sealed cv=fail although
+it may be valid: retry later), or because 50 sets are already present; 2 for a
+usage or input error.`,
 		Example: `  portcullis arc seal --domain lists.example.org --selector arc --key arc.pem --authserv-id lists.example.org message.eml
   portcullis --dns-zone lab.zone arc seal --domain example.org --selector s1 --key k.pem --authserv-id mx.example.org --timestamp 1700000000 --headers from:to:subject:date -`,
 		Args: cobra.ExactArgs(1),
@@ -114,10 +115,11 @@ or input error.`,
 			if ar == nil {
 				ar = &authres.Header{ServID: servID}
 			}
+			if chain.Temporary {
+				return &exitError{code: 1, err: fmt.Errorf("not sealed: the chain could not be validated for now: %w", chain.Err)}
+			}
 			if len(ar.ResultsFor("arc")) == 0 {
-				if res, ok := chain.AuthResult(); ok {
-					ar.Results = append([]authres.Result{res}, ar.Results...)
-				}
+				ar.Results = append([]authres.Result{chain.AuthResult()}, ar.Results...)
 			}
 			set, err := s.Seal(cmd.Context(), h, bytes.NewReader(body), ar, chain)
 			out := cmd.OutOrStdout()
@@ -159,8 +161,9 @@ func newARCVerifyCmd(g *globalFlags) *cobra.Command {
 		Short: "Validate the ARC chain of a message and print the result",
 		Long: `Validate the ARC chain of the message in FILE (or standard input for -) as
 RFC 8617 §5.2 describes, fetching keys through DNS (--dns-server, or --dns-zone
-for a lab zone file), and print the chain validation status (none, pass, fail,
-or temperror when a key could not be fetched for now), the reason of a failure,
+for a lab zone file), and print the chain validation status (none, pass or
+fail; a failure caused only by keys that could not be fetched for now is marked
+temporary, RFC 8617 §5.2.1 counting it as fail), the reason of a failure,
 the oldest-pass value, and for each ARC set its sealer (the ARC-Seal's d= and
 s=), its cv=, the outcome of its seal and message signature, and what its
 ARC-Authentication-Results recorded.
@@ -200,6 +203,7 @@ usage error.`,
 // record with the detail of each set.
 type arcJSON struct {
 	Result     string        `json:"result"`
+	Temporary  bool          `json:"temporary,omitempty"`
 	Reason     string        `json:"reason"`
 	Instances  int           `json:"instances"`
 	OldestPass *int          `json:"oldest_pass"`
@@ -234,7 +238,7 @@ func errText(err error) string {
 }
 
 func arcReport(res *arc.Result) arcJSON {
-	out := arcJSON{Result: string(res.Status), Reason: res.Reason, Instances: res.Instances, Chain: []arcSetJSON{}}
+	out := arcJSON{Result: string(res.Status), Temporary: res.Temporary, Reason: res.Reason, Instances: res.Instances, Chain: []arcSetJSON{}}
 	if res.OldestPass >= 0 {
 		op := res.OldestPass
 		out.OldestPass = &op
@@ -251,11 +255,9 @@ func arcReport(res *arc.Result) arcJSON {
 		}
 		out.Chain = append(out.Chain, j)
 	}
-	if st, ok := res.AuthResult(); ok {
-		h := &authres.Header{ServID: "-", Results: []authres.Result{st}}
-		if v, err := h.Format(); err == nil {
-			out.AuthResult = &arcStatement{Text: strings.TrimPrefix(v, "-; ")}
-		}
+	h := &authres.Header{ServID: "-", Results: []authres.Result{res.AuthResult()}}
+	if v, err := h.FormatAt(0); err == nil {
+		out.AuthResult = &arcStatement{Text: strings.ReplaceAll(strings.TrimPrefix(v, "-; "), "\r\n\t", " ")}
 	}
 	return out
 }
@@ -263,6 +265,8 @@ func arcReport(res *arc.Result) arcJSON {
 func writeARCText(w io.Writer, res *arc.Result) {
 	fmt.Fprintf(w, "arc=%s", res.Status)
 	switch {
+	case res.Temporary:
+		fmt.Fprintf(w, " (%d sets; temporary: a key could not be fetched)", res.Instances)
 	case res.Status == arc.None:
 		fmt.Fprint(w, " (no ARC set)")
 	case res.OldestPass >= 0:

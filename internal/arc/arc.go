@@ -32,18 +32,21 @@ const (
 // of ARC sets on a message (RFC 8617 §4.2.1).
 const MaxInstances = 50
 
-// Status is a chain validation status (RFC 8617 §4.4: the cv= values
-// none, pass, fail), plus TempError, which this package returns when a key
-// could not be fetched for now: it is not a cv= value nor a registered
-// "arc" result, and callers fail closed on it (defer the message).
+// Status is a chain validation status (RFC 8617 §4.4: the cv= values and
+// the results of the "arc" method, §10.1).
 type Status string
 
 const (
-	None      Status = "none"
-	Pass      Status = "pass"
-	Fail      Status = "fail"
-	TempError Status = "temperror"
+	None Status = "none"
+	Pass Status = "pass"
+	Fail Status = "fail"
 )
+
+// tempFail is the internal outcome of a signature whose key could not be
+// fetched for now. RFC 8617 §5.2.1 makes every error, DNS failures
+// included, a permanent "fail" of the chain; it is reported as Fail with
+// Result.Temporary set.
+const tempFail Status = "temperror"
 
 // parseCV reads a cv= value (RFC 8617 §4.1.3: chain-status = "none" /
 // "fail" / "pass"; ABNF literals compare case-insensitively).
@@ -80,7 +83,8 @@ var (
 	// under the minimum size (RFC 8301 §3.2).
 	ErrKey = errors.New("arc: unusable key")
 	// ErrTemporary: a key lookup failed temporarily; the error also wraps
-	// dns.ErrTemporary. The status is TempError.
+	// dns.ErrTemporary. The status is Fail (RFC 8617 §5.2.1) with
+	// Result.Temporary set.
 	ErrTemporary = errors.New("arc: temporary failure")
 )
 

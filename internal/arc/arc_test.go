@@ -112,9 +112,7 @@ func (hp hop) seal(t testing.TB, r dns.Resolver, raw string, ts int64) (string, 
 		t.Fatal(err)
 	}
 	ar := &authres.Header{ServID: "mx." + hp.domain}
-	if arcRes, ok := res.AuthResult(); ok {
-		ar.Results = append(ar.Results, arcRes)
-	}
+	ar.Results = append(ar.Results, res.AuthResult())
 	ar.Results = append(ar.Results,
 		authres.Result{Method: "spf", Value: "pass", Props: []authres.Prop{{Type: "smtp", Name: "mailfrom", Value: "alice@origin.example"}}},
 		authres.Result{Method: "dmarc", Value: "pass", Props: []authres.Prop{{Type: "header", Name: "from", Value: "origin.example"}}})
@@ -187,9 +185,9 @@ func TestSealVerifyThreeHops(t *testing.T) {
 	if res.Set(0) != nil || res.Set(4) != nil {
 		t.Error("Set out of range is not nil")
 	}
-	ar, ok := res.AuthResult()
-	if !ok || ar.Method != "arc" || ar.Value != "pass" {
-		t.Errorf("AuthResult = %+v, %v", ar, ok)
+	ar := res.AuthResult()
+	if ar.Method != "arc" || ar.Value != "pass" {
+		t.Errorf("AuthResult = %+v", ar)
 	}
 	if v, _ := ar.Prop("header", "oldest-pass"); v != "0" {
 		t.Errorf("header.oldest-pass = %q", v)
@@ -301,34 +299,42 @@ func TestVerifyFailures(t *testing.T) {
 			if res.Reason == "" {
 				t.Error("no reason")
 			}
-			if ar, ok := res.AuthResult(); !ok || ar.Value != "fail" || ar.Reason == "" {
-				t.Errorf("AuthResult = %+v %v", ar, ok)
+			if ar := res.AuthResult(); ar.Value != "fail" || ar.Reason == "" {
+				t.Errorf("AuthResult = %+v", ar)
+			}
+			if res.Temporary {
+				t.Error("a definite failure reported as temporary")
 			}
 		})
 	}
 }
 
-func TestTempError(t *testing.T) {
+func TestTemporaryFailure(t *testing.T) {
 	z, raw := threeHops(t)
 	z.SetFault(dkim.KeyName("arc", "forwarder.example"), dns.TypeTXT, dns.FaultServFail)
 	res := verify(t, z, raw)
-	if res.Status != TempError || !errors.Is(res.Err, ErrTemporary) || !errors.Is(res.Err, dns.ErrTemporary) {
-		t.Fatalf("status %s, err %v; want temperror", res.Status, res.Err)
+	// RFC 8617 §5.2.1: a DNS failure fails the chain; Temporary tells.
+	if res.Status != Fail || !res.Temporary || !errors.Is(res.Err, ErrTemporary) || !errors.Is(res.Err, dns.ErrTemporary) {
+		t.Fatalf("status %s temporary %v, err %v; want a temporary fail", res.Status, res.Temporary, res.Err)
 	}
-	if _, ok := res.AuthResult(); ok {
-		t.Error("AuthResult reported a temperror")
+	if s := res.Set(2); s.Seal != Fail || !errors.Is(s.SealErr, ErrTemporary) {
+		t.Errorf("set 2: seal %s (%v)", s.Seal, s.SealErr)
 	}
+	if ar := res.AuthResult(); ar.Value != "fail" {
+		t.Errorf("AuthResult = %+v", ar)
+	}
+	// Sealing it records cv=fail (a caller that defers does not seal).
 	h, body := readMessage(t, raw)
-	_, err := (&Sealer{Domain: "x.example", Selector: "s", Key: testRSAKey(t)}).Seal(context.Background(), h, bytes.NewReader(body), &authres.Header{ServID: "x"}, res)
-	if !errors.Is(err, ErrTemporary) {
-		t.Errorf("Seal after temperror: %v, want ErrTemporary", err)
+	set, err := (&Sealer{Domain: "x.example", Selector: "s", Key: testRSAKey(t)}).Seal(context.Background(), h, bytes.NewReader(body), &authres.Header{ServID: "x"}, res)
+	if err != nil || set.CV != Fail || set.Instance != 4 {
+		t.Errorf("Seal after a temporary failure: %+v %v", set, err)
 	}
 	// A definite failure outranks a temporary one.
 	z.SetFault(dkim.KeyName("arc", "forwarder.example"), dns.TypeTXT, dns.FaultNone)
 	z.SetFault(dkim.KeyName("arc", "lists.example"), dns.TypeTXT, dns.FaultTimeout)
 	res = verify(t, z, strings.Replace(raw, "From: Alice", "From: Mallory", 1))
-	if res.Status != Fail {
-		t.Errorf("broken AMS with a timeout elsewhere: %s, want fail", res.Status)
+	if res.Status != Fail || res.Temporary || !errors.Is(res.Err, ErrSignature) {
+		t.Errorf("broken AMS with a timeout elsewhere: %s temporary=%v %v", res.Status, res.Temporary, res.Err)
 	}
 }
 
@@ -360,7 +366,7 @@ func TestNoChain(t *testing.T) {
 	if res.Status != None || res.Err != nil || res.Instances != 0 {
 		t.Errorf("%+v", res)
 	}
-	if ar, ok := res.AuthResult(); !ok || ar.Value != "none" {
+	if ar := res.AuthResult(); ar.Value != "none" {
 		t.Errorf("AuthResult = %+v", ar)
 	}
 	// Bare LF line endings are read as CRLF.
@@ -407,6 +413,8 @@ func TestSealerConfig(t *testing.T) {
 		{Domain: "example.org", Selector: "s", Key: testRSAKey(t), Algorithm: dkim.RSASHA1},
 		{Domain: "example.org", Selector: "s", Key: testRSAKey(t), Headers: []string{"From", "ARC-Seal"}},
 		{Domain: "example.org", Selector: "s", Key: testRSAKey(t), Headers: []string{"From", "Authentication-Results"}},
+		{Domain: "example.org", Selector: "s", Key: testRSAKey(t), Headers: []string{"From", "arc-authentication-results"}},
+		{Domain: "example.org", Selector: "s", Key: testRSAKey(t), Headers: []string{"From", "ARC-Message-Signature"}},
 		{Domain: "example.org", Selector: "s", Key: testRSAKey(t), Headers: []string{"From:To"}},
 	}
 	for i, s := range bad {
@@ -532,7 +540,7 @@ func TestStatusHelpers(t *testing.T) {
 	if _, ok := parseCV("temperror"); ok {
 		t.Error("temperror is not a cv= value")
 	}
-	if fmt.Sprint(TempError) != "temperror" {
-		t.Error(TempError)
+	if public(tempFail) != Fail || public(Pass) != Pass || fmt.Sprint(None) != "none" {
+		t.Error("public")
 	}
 }

@@ -35,7 +35,7 @@ func BenchmarkSeal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ar, _ := res.AuthResult()
+	ar := res.AuthResult()
 	s := &Sealer{Domain: "bench.example", Selector: "arc", Key: testRSAKey(b)}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -21,7 +21,7 @@ type Chain struct {
 	// gathered, possibly with gaps (nil fields).
 	Sets []Set
 	// Latest is the instance of the highest-numbered ARC-Seal that parsed,
-	// and LatestCV its cv= (RFC 8617 §5.1 step 1, §5.2 step 2); 0 and ""
+	// and LatestCV its cv= (RFC 8617 §5.1 step 2, §5.2 step 2); 0 and ""
 	// when there is none.
 	Latest   int
 	LatestCV Status

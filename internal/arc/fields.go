@@ -182,9 +182,13 @@ func lowerTag(tags dkim.TagList, name string) string {
 // ParseMessageSignature parses an ARC-Message-Signature field (RFC 8617
 // §4.1.2) with the DKIM-Signature rules of RFC 6376 §3.5 and §6.1.1,
 // except that i= is the instance, there is no v= (a v= is an unknown tag,
-// ignored) and From need not be signed. ARC-Seal fields may not be in h=:
-// a seal signed by an AMS could not be validated independently
-// (RFC 8617 §4.1.2). On error the returned value holds what could be read.
+// ignored) and From need not be signed.
+//
+// RFC 8617 §4.1.2 forbids signers to list ARC fields in h=. An h= naming
+// ARC-Seal is rejected, as the ValiMail suite and dkimpy do; one naming
+// ARC-Authentication-Results or ARC-Message-Signature is accepted, as the
+// suite expects of validators (ams_fields_h_includes_ams and most of its
+// messages). On error the returned value holds what could be read.
 //
 // Without c=, DKIM's default would be simple/simple (RFC 6376 §3.5), while
 // ARC implementations (the ValiMail suite, dkimpy) sign and read an AMS

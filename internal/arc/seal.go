@@ -45,9 +45,9 @@ type Sealer struct {
 	Algorithm dkim.Algorithm
 	// Headers is the h= list of the ARC-Message-Signature, used as given
 	// (names written lower case). Nil means DefaultSignedHeaders. It may
-	// not name ARC-Seal (RFC 8617 §4.1.2: validators reject such an AMS)
-	// nor Authentication-Results (RFC 8617 §4.1.2: downstream ADMDs delete
-	// them, RFC 8601 §5).
+	// not name Authentication-Results (downstream ADMDs delete them,
+	// RFC 8601 §5) nor any ARC field (RFC 8617 §4.1.2: both MUST NOT be
+	// covered by the AMS).
 	Headers []string
 	// Clock gives t= (seconds since the epoch); nil means time.Now.
 	Clock func() time.Time
@@ -100,10 +100,10 @@ func (s *Sealer) algorithm() (dkim.Algorithm, error) {
 		switch {
 		case !dkim.ValidFieldName(n):
 			return "", fmt.Errorf("%w: %q is not a field name", ErrSealerConfig, n)
-		case strings.EqualFold(n, SealField):
-			return "", fmt.Errorf("%w: the ARC-Message-Signature may not sign ARC-Seal", ErrSealerConfig)
+		case strings.EqualFold(n, SealField) || strings.EqualFold(n, MessageSignatureField) || strings.EqualFold(n, AuthResultsField):
+			return "", fmt.Errorf("%w: the ARC-Message-Signature may not sign %s (RFC 8617 §4.1.2)", ErrSealerConfig, n)
 		case strings.EqualFold(n, authres.FieldName):
-			return "", fmt.Errorf("%w: the ARC-Message-Signature may not sign Authentication-Results", ErrSealerConfig)
+			return "", fmt.Errorf("%w: the ARC-Message-Signature may not sign Authentication-Results (RFC 8617 §4.1.2)", ErrSealerConfig)
 		}
 	}
 	return alg, nil
@@ -149,11 +149,13 @@ func (s *Sealer) headerList(h *message.Header) []string {
 //
 // It refuses (errors wrapping):
 //   - ErrChainFailed when the latest ARC-Seal already records cv=fail:
-//     there is no need to add a set (RFC 8617 §5.1 step 1);
-//   - ErrTemporary when chain.Status is TempError: the status is unknown,
-//     so no cv= can be written;
+//     there is no need to add a set (RFC 8617 §5.1 step 2);
 //   - ErrStructure when the message already has MaxInstances sets
 //     (§4.2.1), or chain does not describe h's chain.
+//
+// A chain that failed only for a temporary DNS failure (chain.Temporary)
+// is sealed with cv=fail like any failed chain (§5.2.1); a caller that
+// defers such messages does not seal them.
 //
 // With cv=fail the seal covers only the new set (RFC 8617 §5.1.2);
 // otherwise every set, 1 to N+1 (§5.1.1). The fields use the format of the
@@ -171,9 +173,9 @@ func (s *Sealer) Seal(ctx context.Context, h *message.Header, body io.Reader, ar
 		return nil, fmt.Errorf("%w: no chain validation result", ErrSealerConfig)
 	}
 	existing, cerr := ParseChain(h)
-	// RFC 8617 §5.1 step 1.
+	// RFC 8617 §5.1 step 2.
 	if existing.LatestCV == Fail {
-		return nil, fmt.Errorf("%w: the ARC-Seal of i=%d has cv=fail: no set is added (RFC 8617 §5.1)", ErrChainFailed, existing.Latest)
+		return nil, fmt.Errorf("%w: the ARC-Seal of i=%d has cv=fail: no set is added (RFC 8617 §5.1 step 2)", ErrChainFailed, existing.Latest)
 	}
 	n := existing.N()
 	if n != chain.Instances {
@@ -196,8 +198,6 @@ func (s *Sealer) Seal(ctx context.Context, h *message.Header, body io.Reader, ar
 		cv = Pass
 	case Fail:
 		cv = Fail
-	case TempError:
-		return nil, fmt.Errorf("%w: the chain validation status is temperror", ErrTemporary)
 	default:
 		return nil, fmt.Errorf("%w: unknown chain status %q", ErrSealerConfig, chain.Status)
 	}
@@ -247,14 +247,8 @@ func (s *Sealer) Seal(ctx context.Context, h *message.Header, body io.Reader, ar
 		{"s", selector},
 		{"t", ts},
 	}
-	// The AMS covers the header as it will be once the set is added: the
-	// new AAR on top (RFC 6376 §5.4.2 selection is bottom-up, so this only
-	// matters for an h= that names ARC-Authentication-Results).
-	fields := make([]*message.Field, 0, len(h.Fields)+1)
-	fields = append(fields, aar)
-	fields = append(fields, h.Fields...)
 	ams, err := signField(MessageSignatureField, amsTags, sigLen, false, alg, s.Key, func(tmpl []byte) ([]byte, error) {
-		return dkim.AppendHeaderData(nil, dkim.Relaxed, dkim.SelectHeaders(fields, names), tmpl)
+		return dkim.AppendHeaderData(nil, dkim.Relaxed, dkim.SelectHeaders(h.Fields, names), tmpl)
 	})
 	if err != nil {
 		return nil, err

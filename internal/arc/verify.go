@@ -54,9 +54,11 @@ type SetResult struct {
 	// Signature's d= and s=.
 	SignatureDomain, SignatureSelector string
 	// Seal and Signature are the outcomes of validating the ARC-Seal and
-	// the ARC-Message-Signature: Pass, Fail, TempError, or "" when not
-	// validated (validation stops at the first failure; older
-	// ARC-Message-Signatures are validated only for OldestPass).
+	// the ARC-Message-Signature: Pass, Fail (SealErr, SignatureErr say
+	// why; they wrap ErrTemporary when the key could not be fetched for
+	// now), or "" when not validated (validation stops at the first
+	// failure; older ARC-Message-Signatures are validated only for
+	// OldestPass).
 	Seal, Signature       Status
 	SealErr, SignatureErr error
 	// AuthResults is the parsed payload of the set's
@@ -68,9 +70,15 @@ type SetResult struct {
 
 // Result is the outcome of validating a message's ARC chain.
 type Result struct {
-	// Status is None (no ARC set), Pass, Fail or TempError.
+	// Status is None (no ARC set), Pass or Fail.
 	Status Status
-	// Reason says in words why the chain failed (or is temperror).
+	// Temporary reports a Fail caused only by keys that could not be
+	// fetched for now (DNS timeout, SERVFAIL): no signature was found
+	// invalid. RFC 8617 §5.2.1 makes such a chain fail like any other; a
+	// receiver may instead defer the message so that the sender retries
+	// (fail closed), and then neither acts on the failure nor seals.
+	Temporary bool
+	// Reason says in words why the chain failed.
 	Reason string
 	// Err is the failure, wrapping ErrMalformed, ErrStructure,
 	// ErrChainFailed, ErrSignature, ErrKey or ErrTemporary; nil for Pass
@@ -98,13 +106,10 @@ func (r *Result) Set(i int) *SetResult {
 }
 
 // AuthResult returns the "arc" statement for our Authentication-Results
-// (RFC 8617 §10.1 registers the method with results none, pass and fail,
-// and the property header.oldest-pass). It reports false for TempError,
-// which has no registered result: the caller defers or omits it.
-func (r *Result) AuthResult() (authres.Result, bool) {
-	if r.Status == TempError {
-		return authres.Result{}, false
-	}
+// (RFC 8617 §6): the method registered with the results none, pass and
+// fail (§10.1), with header.oldest-pass (§10.2) when it was determined and
+// the failure's reason. The caller may add smtp.remote-ip (§6).
+func (r *Result) AuthResult() authres.Result {
 	res := authres.Result{Method: "arc", Value: string(r.Status)}
 	if r.Status == Fail {
 		res.Reason = r.Reason
@@ -112,7 +117,7 @@ func (r *Result) AuthResult() (authres.Result, bool) {
 	if r.Status == Pass && r.OldestPass >= 0 {
 		res.Props = append(res.Props, authres.Prop{Type: "header", Name: "oldest-pass", Value: strconv.Itoa(r.OldestPass)})
 	}
-	return res, true
+	return res
 }
 
 func (r *Result) fail(err error) *Result {
@@ -205,32 +210,35 @@ func (v *Verifier) Verify(ctx context.Context, h *message.Header, body io.Reader
 	}
 	vr := &validation{v: v, ctx: ctx, h: h, chain: chain, sums: sums, keys: map[string]keyResult{}, now: v.now().Unix()}
 
-	temp := false
+	// A key that cannot be fetched for now fails the chain (RFC 8617
+	// §5.2.1), but validation goes on, so that a signature that is
+	// invalid outright is reported as such rather than as temporary.
 	var tempErr error
 	// Step 4: the newest AMS.
 	st, err := vr.verifyAMS(n)
-	res.Sets[n-1].Signature, res.Sets[n-1].SignatureErr = st, err
+	res.Sets[n-1].Signature, res.Sets[n-1].SignatureErr = public(st), err
 	switch st {
 	case Fail:
 		return res.fail(fmt.Errorf("ARC-Message-Signature i=%d: %w", n, err)), nil
-	case TempError:
-		temp, tempErr = true, fmt.Errorf("ARC-Message-Signature i=%d: %w", n, err)
+	case tempFail:
+		tempErr = fmt.Errorf("ARC-Message-Signature i=%d: %w", n, err)
 	}
 	// Step 6: every seal, newest first.
 	for i := n; i >= 1; i-- {
 		st, err := vr.verifySeal(i)
-		res.Sets[i-1].Seal, res.Sets[i-1].SealErr = st, err
+		res.Sets[i-1].Seal, res.Sets[i-1].SealErr = public(st), err
 		switch st {
 		case Fail:
 			return res.fail(fmt.Errorf("ARC-Seal i=%d: %w", i, err)), nil
-		case TempError:
-			if !temp {
-				temp, tempErr = true, fmt.Errorf("ARC-Seal i=%d: %w", i, err)
+		case tempFail:
+			if tempErr == nil {
+				tempErr = fmt.Errorf("ARC-Seal i=%d: %w", i, err)
 			}
 		}
 	}
-	if temp {
-		res.Status, res.Err, res.Reason = TempError, tempErr, reasonOf(tempErr)
+	if tempErr != nil {
+		res.fail(tempErr)
+		res.Temporary = true
 		return res, nil
 	}
 	// Step 5 (optional): oldest-pass, from N-1 down to 1. It does not
@@ -240,7 +248,7 @@ func (v *Verifier) Verify(ctx context.Context, h *message.Header, body io.Reader
 		res.OldestPass = 0
 		for i := n - 1; i >= 1; i-- {
 			st, err := vr.verifyAMS(i)
-			res.Sets[i-1].Signature, res.Sets[i-1].SignatureErr = st, err
+			res.Sets[i-1].Signature, res.Sets[i-1].SignatureErr = public(st), err
 			if st != Pass {
 				res.OldestPass = i + 1
 				break
@@ -250,6 +258,15 @@ func (v *Verifier) Verify(ctx context.Context, h *message.Header, body io.Reader
 	// Step 7.
 	res.Status = Pass
 	return res, nil
+}
+
+// public maps the internal outcome of one signature to what SetResult
+// reports.
+func public(s Status) Status {
+	if s == tempFail {
+		return Fail
+	}
+	return s
 }
 
 type bodyKey struct {
@@ -291,7 +308,7 @@ func (vr *validation) key(selector, domain string, alg dkim.Algorithm) (*dkim.Ke
 	}
 	if kr.err != nil {
 		if dns.IsTemporary(kr.err) || errors.Is(kr.err, dkim.ErrKeyUnavailable) {
-			return nil, TempError, fmt.Errorf("%w: key %s: %w", ErrTemporary, dkim.KeyName(selector, domain), kr.err)
+			return nil, tempFail, fmt.Errorf("%w: key %s: %w", ErrTemporary, dkim.KeyName(selector, domain), kr.err)
 		}
 		return nil, Fail, fmt.Errorf("%w: key %s: %w", ErrKey, dkim.KeyName(selector, domain), kr.err)
 	}

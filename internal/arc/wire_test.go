@@ -49,7 +49,7 @@ func TestValidationOverTheWire(t *testing.T) {
 	if n < 30 {
 		t.Errorf("only %d tests in the scenario", n)
 	}
-	// A key server that does not answer: temperror, not fail.
+	// A key server that does not answer: a temporary fail.
 	for name := range sc.TXTRecords {
 		z.SetFault(name, dns.TypeTXT, dns.FaultTimeout)
 	}
@@ -57,7 +57,7 @@ func TestValidationOverTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != TempError || !errors.Is(res.Err, dns.ErrTimeout) {
-		t.Errorf("timeout: %s %v, want temperror wrapping dns.ErrTimeout", res.Status, res.Err)
+	if res.Status != Fail || !res.Temporary || !errors.Is(res.Err, dns.ErrTimeout) {
+		t.Errorf("timeout: %s temporary=%v %v, want a temporary fail wrapping dns.ErrTimeout", res.Status, res.Temporary, res.Err)
 	}
 }
