@@ -3,6 +3,7 @@ package dkim
 import (
 	"bytes"
 	"crypto"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -157,6 +158,10 @@ type BodyHasher struct {
 	// Relaxed only.
 	wsp     bool // white space was read and not yet emitted
 	content bool // the current line has non-white-space content
+
+	one  [1]byte // scratch for emitting one octet without allocating
+	nbuf int     // canonical octets in buf not yet hashed
+	buf  [bodyHasherBuffer]byte
 }
 
 // NewBodyHasher returns a BodyHasher for canonicalization c and hash
@@ -165,6 +170,10 @@ type BodyHasher struct {
 func NewBodyHasher(c Canonicalization, h crypto.Hash, limit int64) *BodyHasher {
 	return &BodyHasher{h: h.New(), canon: c, limit: limit}
 }
+
+// bodyHasherBuffer is how many canonical octets a BodyHasher gathers
+// before hashing them.
+const bodyHasherBuffer = 2048
 
 var (
 	spaceOctet = []byte{' '}
@@ -185,7 +194,24 @@ func (b *BodyHasher) emit(p []byte) {
 		}
 	}
 	b.hashed += int64(len(p))
-	b.h.Write(p)
+	// Small pieces are gathered so that the hash gets whole blocks in
+	// few calls.
+	if b.nbuf+len(p) > len(b.buf) {
+		b.flush()
+		if len(p) >= len(b.buf) {
+			b.h.Write(p)
+			return
+		}
+	}
+	b.nbuf += copy(b.buf[b.nbuf:], p)
+}
+
+// flush hands the gathered canonical octets to the hash.
+func (b *BodyHasher) flush() {
+	if b.nbuf > 0 {
+		b.h.Write(b.buf[:b.nbuf])
+		b.nbuf = 0
+	}
 }
 
 // flushCRLFs emits the held-back CRLFs: content follows them, so they are
@@ -258,62 +284,104 @@ func (b *BodyHasher) writeSimple(p []byte) {
 // line is ignored, other runs of white space become one space, and empty
 // lines at the end of the body are ignored. Only CRLF ends a line.
 //
-// Octets other than SP, HTAB and CR are copied in runs: the octet-by-octet
-// state machine runs only around white space and line ends.
+// Runs of ordinary octets (and single spaces between them) are copied
+// whole; the octet-by-octet state machine (relaxedOctet) runs only where
+// a run of white space or a CR meets the end of p.
 func (b *BodyHasher) writeRelaxed(p []byte) {
 	i := 0
-	nextCR := -2  // index of the next CR at or after i; -1: none; -2: unknown
-	nextTab := -2 // same for HTAB
 	for i < len(p) {
 		if b.cr || b.wsp {
 			b.relaxedOctet(p[i])
 			i++
 			continue
 		}
-		if nextCR != -1 && nextCR < i {
-			if k := bytes.IndexByte(p[i:], '\r'); k >= 0 {
-				nextCR = i + k
-			} else {
-				nextCR = -1
+		// A run of octets above SP, with single spaces between them:
+		// eight octets at a time while no word holds another octet at
+		// or below SP, or a space followed by one.
+		j := i
+		for j+9 <= len(p) {
+			x := binary.LittleEndian.Uint64(p[j:])
+			low := lowOctets(x)
+			if low == 0 {
+				j += 8
+				continue
 			}
-		}
-		end := len(p)
-		if nextCR >= 0 {
-			end = nextCR
-		}
-		if nextTab != -1 && nextTab < i {
-			if k := bytes.IndexByte(p[i:], '\t'); k >= 0 {
-				nextTab = i + k
-			} else {
-				nextTab = -1
+			sp := spaceOctets(x)
+			if low&^sp != 0 || sp&(low>>8) != 0 || (sp>>63 != 0 && p[j+8] <= ' ') {
+				break
 			}
+			j += 8
 		}
-		if nextTab >= 0 && nextTab < end {
-			end = nextTab
+		for j < len(p) {
+			if c := p[j]; c > ' ' {
+				j++
+				continue
+			} else if c == ' ' && j+1 < len(p) && p[j+1] > ' ' {
+				j += 2
+				continue
+			}
+			break
 		}
-		// p[i:end] has no CR and no HTAB. It can be copied up to its
-		// first double space, less a space at its very end (which may be
-		// white space at the end of a line).
-		seg := p[i:end]
-		if k := bytes.Index(seg, doubleSpace); k >= 0 {
-			seg = seg[:k]
-		}
-		if len(seg) > 0 && seg[len(seg)-1] == ' ' {
-			seg = seg[:len(seg)-1]
-		}
-		if len(seg) > 0 {
+		if j > i {
 			b.flushCRLFs()
-			b.emit(seg)
+			b.emit(p[i:j])
 			b.content = true
-			i += len(seg)
+			i = j
 			continue
 		}
-		b.relaxedOctet(p[i])
-		i++
+		switch c := p[i]; {
+		case c == '\r' && i+1 < len(p) && p[i+1] == '\n':
+			// A line end.
+			if b.content {
+				b.flushCRLFs()
+				b.emit(crlf)
+				b.content = false
+			} else {
+				b.crlfs++
+			}
+			i += 2
+		case c == ' ' || c == '\t':
+			k := i + 1
+			for k < len(p) && (p[k] == ' ' || p[k] == '\t') {
+				k++
+			}
+			if k < len(p) && p[k] > ' ' {
+				// Content follows in p: the run becomes one space.
+				b.flushCRLFs()
+				b.emit(spaceOctet)
+				b.content = true
+			} else {
+				// The run reaches a CR, another control octet or the
+				// end of p: what it becomes depends on what follows.
+				b.wsp = true
+			}
+			i = k
+		default:
+			b.relaxedOctet(c)
+			i++
+		}
 	}
 }
 
-var doubleSpace = []byte("  ")
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// lowOctets returns a mask with the high bit of every octet of x (read as
+// eight octets) that is at or below SP (0x20), and no other bit set.
+func lowOctets(x uint64) uint64 {
+	// For an octet under 0x80, adding 0x5f sets its high bit when it is
+	// 0x21 or more; octets of 0x80 and more have the high bit already.
+	return ^((x &^ msb) + 0x5f*lsb | x) & msb
+}
+
+// spaceOctets returns a mask with the high bit of every octet of x that
+// is SP.
+func spaceOctets(x uint64) uint64 {
+	v := x ^ 0x20*lsb
+	return ^((v &^ msb) + 0x7f*lsb | v) & msb
+}
 
 // relaxedOctet runs the relaxed state machine over one octet.
 func (b *BodyHasher) relaxedOctet(c byte) {
@@ -340,7 +408,8 @@ func (b *BodyHasher) relaxedOctet(c byte) {
 	case ' ', '\t':
 		b.wsp = true
 	default:
-		b.relaxedContent([]byte{c})
+		b.one[0] = c
+		b.relaxedContent(b.one[:])
 	}
 }
 
@@ -388,6 +457,7 @@ func (b *BodyHasher) finish() {
 // not be called after Sum.
 func (b *BodyHasher) Sum() []byte {
 	b.finish()
+	b.flush()
 	return b.h.Sum(nil)
 }
 

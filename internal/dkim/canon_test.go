@@ -255,3 +255,29 @@ func TestBodyHasherClone(t *testing.T) {
 		t.Errorf("original after clone: wrong hash")
 	}
 }
+
+func TestOctetMasks(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 8; pos++ {
+			var b [8]byte
+			for i := range b {
+				b[i] = 'a'
+			}
+			b[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(b[i])
+			}
+			bit := uint64(0x80) << (8 * pos)
+			if got, want := lowOctets(x) == bit, c <= ' '; got != want {
+				t.Fatalf("lowOctets with 0x%02x at %d: %x", c, pos, lowOctets(x))
+			}
+			if !(c <= ' ') && lowOctets(x) != 0 {
+				t.Fatalf("lowOctets false positive for 0x%02x", c)
+			}
+			if got, want := spaceOctets(x) == bit, c == ' '; got != want || (c != ' ' && spaceOctets(x) != 0) {
+				t.Fatalf("spaceOctets with 0x%02x at %d: %x", c, pos, spaceOctets(x))
+			}
+		}
+	}
+}

@@ -31,7 +31,7 @@ func SelectHeaders(fields []*message.Field, names []string) []*message.Field {
 	for i, n := range names {
 		c := -1
 		for j := range cursors {
-			if strings.EqualFold(cursors[j].name, n) {
+			if len(cursors[j].name) == len(n) && strings.EqualFold(cursors[j].name, n) {
 				c = j
 				break
 			}

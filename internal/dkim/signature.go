@@ -315,7 +315,7 @@ func withinDomain(sub, domain string) bool {
 // decodeQuotedPrintable decodes dkim-quoted-printable (RFC 6376 §2.11):
 // "=XX" hex escapes; white space is ignored.
 func decodeQuotedPrintable(s string) (string, error) {
-	if strings.IndexByte(s, '=') < 0 && strings.IndexAny(s, " \t\r\n") < 0 {
+	if strings.IndexByte(s, '=') < 0 && !strings.ContainsAny(s, " \t\r\n") {
 		return s, nil
 	}
 	b := make([]byte, 0, len(s))

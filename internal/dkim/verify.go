@@ -198,7 +198,12 @@ func (v *Verifier) Verify(ctx context.Context, r io.Reader) ([]*SignatureResult,
 			start = pos
 		}
 	}
-	br := bufio.NewReaderSize(r, 16<<10)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
 	h, err := message.ReadHeader(br, v.HeaderLimits)
 	if err != nil {
 		return nil, err
@@ -250,6 +255,8 @@ type hasherKey struct {
 	alg   Algorithm
 	limit int64
 }
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
@@ -512,7 +519,7 @@ func (r *SignatureResult) oversigning(fields []*message.Field, signed []string) 
 			}
 		}
 		for _, n := range signed {
-			if strings.EqualFold(n, name) {
+			if len(n) == len(name) && strings.EqualFold(n, name) {
 				inH++
 			}
 		}
@@ -522,7 +529,7 @@ func (r *SignatureResult) oversigning(fields []*message.Field, signed []string) 
 	for _, n := range signed {
 		dup := false
 		for _, s := range seen {
-			if strings.EqualFold(s, n) {
+			if len(s) == len(n) && strings.EqualFold(s, n) {
 				dup = true
 				break
 			}

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unsafe"
 )
 
 // Default limits applied when a Limits field is zero.
@@ -113,7 +114,9 @@ func (f *Field) Unfolded() string {
 
 // Is reports whether the field's name is name, compared case-insensitively
 // (RFC 5322 §1.2.2).
-func (f *Field) Is(name string) bool { return strings.EqualFold(f.Name, name) }
+func (f *Field) Is(name string) bool {
+	return len(f.Name) == len(name) && strings.EqualFold(f.Name, name)
+}
 
 // Header is the header block of a message: its fields in order, top first.
 type Header struct {
@@ -228,7 +231,9 @@ func ReadHeader(r *bufio.Reader, lim Limits) (*Header, error) {
 	if len(starts) == 0 {
 		return h, nil
 	}
-	s := string(buf)
+	// The fields' names and values are substrings of one string that
+	// shares buf's memory: buf is never written again.
+	s := unsafe.String(&buf[0], len(buf))
 	fields := make([]Field, len(starts))
 	h.Fields = make([]*Field, len(starts))
 	for i, a := range starts {
