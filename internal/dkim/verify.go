@@ -260,7 +260,13 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
+// ErrNoResolver is returned by Verify when Verifier.Resolver is nil.
+var ErrNoResolver = errors.New("dkim: Verifier has no Resolver")
+
 func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader, reopen func() (io.Reader, error)) ([]*SignatureResult, error) {
+	if v.Resolver == nil {
+		return nil, ErrNoResolver
+	}
 	var sigFields []*message.Field
 	for _, f := range h.Fields {
 		if f.Is("DKIM-Signature") {
