@@ -67,11 +67,16 @@ type Envelope struct {
 
 // Auth holds the result of every check.
 type Auth struct {
-	SPF   SPF    `json:"spf"`
-	DKIM  []DKIM `json:"dkim"`
-	ARC   ARC    `json:"arc"`
-	DMARC DMARC  `json:"dmarc"`
-	IPRev IPRev  `json:"iprev"`
+	// SPF is the check of the identity DMARC uses: MAIL FROM, or HELO
+	// for the null reverse-path.
+	SPF SPF `json:"spf"`
+	// SPFHELO is the separate check of the HELO identity (RFC 7208
+	// §2.3), when one was made.
+	SPFHELO *SPF   `json:"spf_helo,omitempty"`
+	DKIM    []DKIM `json:"dkim"`
+	ARC     ARC    `json:"arc"`
+	DMARC   DMARC  `json:"dmarc"`
+	IPRev   IPRev  `json:"iprev"`
 }
 
 // SPF is the SPF result of RFC 7208 §2.6 for one identity.
@@ -97,6 +102,10 @@ type DKIM struct {
 	// (RFC 6008).
 	HeaderB string `json:"header_b,omitempty"`
 	Testing bool   `json:"testing,omitempty"`
+	// BodyDiagnosis explains a body hash failure: "appended" (e.g. a
+	// footer added by a list), "whitespace", "line-endings",
+	// "whitespace+appended" or "changed".
+	BodyDiagnosis string `json:"body_diagnosis,omitempty"`
 }
 
 // ARC is the ARC chain validation result (RFC 8617 §5.2).
@@ -118,16 +127,25 @@ type ARCHop struct {
 
 // DMARC is the DMARC result (RFC 9989).
 type DMARC struct {
-	Result       string `json:"result"`
-	FromDomain   string `json:"from_domain"`
-	OrgDomain    string `json:"org_domain"`
+	Result     string `json:"result"`
+	FromDomain string `json:"from_domain"`
+	OrgDomain  string `json:"org_domain"`
+	// Policy is the policy the domain publishes for this message (from
+	// p=, sp= or np=, named by PolicySource).
 	Policy       string `json:"policy"`
 	PolicySource string `json:"policy_source"`
+	// AppliedPolicy is the policy in effect for failing mail once t=y
+	// (RFC 9989) or pct= sampling (RFC 7489) lowered it.
+	AppliedPolicy string `json:"applied_policy,omitempty"`
+	// PolicyDomain is where the record was found.
+	PolicyDomain string `json:"policy_domain,omitempty"`
 	Testing      bool   `json:"testing"`
-	SPFAligned   bool   `json:"spf_aligned"`
-	DKIMAligned  bool   `json:"dkim_aligned"`
-	Record       string `json:"record"`
-	Reason       string `json:"reason,omitempty"`
+	// SampledOut: RFC 7489 pct= sampling left the message out.
+	SampledOut  bool   `json:"sampled_out,omitempty"`
+	SPFAligned  bool   `json:"spf_aligned"`
+	DKIMAligned bool   `json:"dkim_aligned"`
+	Record      string `json:"record"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 // IPRev is the reverse-DNS check of RFC 8601 §3.
@@ -147,4 +165,10 @@ type Decision struct {
 	Exception *string `json:"exception"`
 	Owner     string  `json:"owner"`
 	SMTPReply string  `json:"smtp_reply"`
+	// Tag names why a message whose DMARC did not pass is delivered
+	// ("delivered-fail"), e.g. "dmarc=fail but p=none".
+	Tag string `json:"tag,omitempty"`
+	// Overrides is the rule whose action an exception or a trusted ARC
+	// sealer replaced.
+	Overrides string `json:"overrides,omitempty"`
 }
