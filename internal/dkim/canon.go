@@ -173,7 +173,7 @@ func NewBodyHasher(c Canonicalization, h crypto.Hash, limit int64) *BodyHasher {
 
 // bodyHasherBuffer is how many canonical octets a BodyHasher gathers
 // before hashing them.
-const bodyHasherBuffer = 2048
+const bodyHasherBuffer = 512
 
 var (
 	spaceOctet = []byte{' '}

@@ -152,7 +152,7 @@ func ReadHeader(r *bufio.Reader, lim Limits) (*Header, error) {
 	maxBytes, maxFields := lim.maxBytes(), lim.maxFields()
 	h := &Header{}
 	// All fields share one buffer; starts[i] is where field i begins.
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, sizeHint(r, maxBytes))
 	var starts []int
 	var long []byte // gathers a line longer than r's buffer
 	for {
@@ -248,6 +248,23 @@ func ReadHeader(r *bufio.Reader, lim Limits) (*Header, error) {
 		h.Fields[i] = f
 	}
 	return h, nil
+}
+
+// sizeHint guesses the size of the header block from what r has
+// buffered: up to the first empty line, with room for a CR per LF.
+func sizeHint(r *bufio.Reader, maxBytes int) int {
+	hint := 1024
+	if n := r.Buffered(); n > 0 {
+		peek, _ := r.Peek(n)
+		end := len(peek)
+		if i := bytes.Index(peek, []byte("\n\r\n")); i >= 0 {
+			end = i + 3
+		} else if i := bytes.Index(peek, []byte("\n\n")); i >= 0 {
+			end = i + 2
+		}
+		hint = end + bytes.Count(peek[:end], []byte{'\n'}) + 2
+	}
+	return min(hint, maxBytes)
 }
 
 // isLineStart reports whether buf (the header gathered so far) ends at the
