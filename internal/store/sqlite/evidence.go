@@ -112,40 +112,10 @@ func (s *Store) QueryEvidence(ctx context.Context, q store.EvidenceQuery) (store
 	if err != nil {
 		return store.EvidencePage{}, err
 	}
-	var b queryBuilder
-	if q.Sender != "" {
-		b.where("(e.mail_from = ? OR e.header_from = ?)", q.Sender, q.Sender)
-	}
-	if q.Recipient != "" {
-		b.where("e.seq IN (SELECT evidence_seq FROM evidence_rcpt WHERE rcpt = ?)", q.Recipient)
-	}
-	if q.Domain != "" {
-		b.where(`(e.header_from_domain = ? OR e.mail_from_domain = ?
-			OR e.seq IN (SELECT evidence_seq FROM evidence_rcpt WHERE domain = ?))`, q.Domain, q.Domain, q.Domain)
-	}
-	if q.MessageID != "" {
-		b.where("e.message_id = ?", q.MessageID)
-	}
-	if q.Action != "" {
-		b.where("e.action = ?", string(q.Action))
-	}
-	if q.Rule != "" {
-		b.where("e.rule = ?", q.Rule)
-	}
-	if q.Listener != "" {
-		b.where("e.listener = ?", q.Listener)
-	}
-	if q.Exception != "" {
-		b.where("e.exception = ?", q.Exception)
-	}
-	b.timeRange("e.received_at", q.Since, q.Until)
-	if err := b.cursor("e.received_at", "e.seq", q.Cursor); err != nil {
+	query, args, err := evidenceQuerySQL(q)
+	if err != nil {
 		return store.EvidencePage{}, err
 	}
-	query := "SELECT e.seq, e.received_at, e.record FROM evidence e" + b.clause() +
-		" ORDER BY e.received_at DESC, e.seq DESC LIMIT ? OFFSET ?"
-	args := append(b.args, q.Limit+1, q.Offset)
-
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return store.EvidencePage{}, dbErr(err)
@@ -174,6 +144,50 @@ func (s *Store) QueryEvidence(ctx context.Context, q store.EvidenceQuery) (store
 		return store.EvidencePage{}, dbErr(err)
 	}
 	return page, nil
+}
+
+// evidenceQuerySQL builds the statement of a normalised query. It selects
+// seq, received_at and the record, fetching one row more than the limit
+// to learn whether another page follows.
+func evidenceQuerySQL(q store.EvidenceQuery) (string, []any, error) {
+	// A recipient's records are read in time order from the recipient
+	// index; every other listing walks evidence in time order through the
+	// index of its most selective filter.
+	from, atCol, seqCol := "evidence e", "e.received_at", "e.seq"
+	var b queryBuilder
+	if q.Recipient != "" {
+		from, atCol, seqCol = "evidence_rcpt r JOIN evidence e ON e.seq = r.evidence_seq", "r.received_at", "r.evidence_seq"
+		b.where("r.rcpt = ?", q.Recipient)
+	}
+	if q.Sender != "" {
+		b.where("(e.mail_from = ? OR e.header_from = ?)", q.Sender, q.Sender)
+	}
+	if q.Domain != "" {
+		b.where(`(e.header_from_domain = ? OR e.mail_from_domain = ?
+			OR e.seq IN (SELECT evidence_seq FROM evidence_rcpt WHERE domain = ?))`, q.Domain, q.Domain, q.Domain)
+	}
+	if q.MessageID != "" {
+		b.where("e.message_id = ?", q.MessageID)
+	}
+	if q.Action != "" {
+		b.where("e.action = ?", string(q.Action))
+	}
+	if q.Rule != "" {
+		b.where("e.rule = ?", q.Rule)
+	}
+	if q.Listener != "" {
+		b.where("e.listener = ?", q.Listener)
+	}
+	if q.Exception != "" {
+		b.where("e.exception = ?", q.Exception)
+	}
+	b.timeRange(atCol, q.Since, q.Until)
+	if err := b.cursor(atCol, seqCol, q.Cursor); err != nil {
+		return "", nil, err
+	}
+	query := "SELECT " + seqCol + ", " + atCol + ", e.record FROM " + from + b.clause() +
+		" ORDER BY " + atCol + " DESC, " + seqCol + " DESC LIMIT ? OFFSET ?"
+	return query, append(b.args, q.Limit+1, q.Offset), nil
 }
 
 // queryBuilder collects the conditions of a listing.

@@ -58,13 +58,6 @@ func (s *Store) unclaim(id string) {
 	s.inflightMu.Unlock()
 }
 
-func (s *Store) claimed(id string) bool {
-	s.inflightMu.Lock()
-	defer s.inflightMu.Unlock()
-	_, busy := s.inflight[id]
-	return busy
-}
-
 // PutQuarantine implements store.Store. The order makes the 250 safe:
 //
 //  1. the body is written to a temporary file in the quarantine directory

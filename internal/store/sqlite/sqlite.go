@@ -210,6 +210,9 @@ func dsn(path string, busy time.Duration, write bool) string {
 		q.Add("_pragma", "synchronous(FULL)")
 		// Keep the WAL file from staying large after a burst.
 		q.Add("_pragma", "journal_size_limit(67108864)")
+		// Statement journals (multi-row statements, the pruning
+		// deletes) stay in memory, not in temporary files.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", "immediate")
 	} else {
 		q.Add("_pragma", "query_only(1)")
@@ -302,8 +305,8 @@ func syncDir(dir string) error {
 }
 
 // dbErr maps database errors onto the store's: no rows → ErrNotFound,
-// unique constraint → ErrExists, context errors as they are, the rest
-// (I/O, busy, full) → ErrUnavailable.
+// unique constraint → ErrExists, other constraints → ErrInvalid, context
+// errors as they are, the rest (I/O, busy, full) → ErrUnavailable.
 func dbErr(err error) error {
 	if err == nil {
 		return nil
@@ -316,9 +319,13 @@ func dbErr(err error) error {
 	}
 	var se *msqlite.Error
 	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		switch code := se.Code(); {
+		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE, code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("%w: %w", store.ErrExists, err)
+		case code&0xff == sqlite3.SQLITE_CONSTRAINT:
+			// CHECK, NOT NULL, foreign key, trigger: the data is refused,
+			// retrying it will not help.
+			return fmt.Errorf("%w: %w", store.ErrInvalid, err)
 		}
 	}
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)

@@ -24,10 +24,13 @@ import (
 // so the batch size grows with the load and the number of fsyncs per
 // second stays near 1/(fsync time) whatever the message rate.
 //
-// Each operation runs inside its own SAVEPOINT: one that fails (a
-// duplicate id) is rolled back alone and its error returned to its
-// caller, while the rest of the batch commits. A failed commit fails
-// every operation of its batch; the writer goes on with the next batch.
+// A duplicate id is not a failed statement: the inserts use ON CONFLICT
+// DO NOTHING and a row that was not inserted is that operation's
+// ErrExists, while the rest of the batch commits. A statement that does
+// fail rolls the batch back, and the writer then applies its operations
+// one transaction each, so that only the operation at fault fails. A
+// failed begin or commit fails every operation of its batch. Either way
+// the writer goes on with the next batch.
 
 type opKind uint8
 
@@ -58,6 +61,8 @@ type Stats struct {
 	Failed uint64
 	// LargestBatch is the most operations one batch held.
 	LargestBatch int
+	// Queued is the number of operations waiting for the writer now.
+	Queued int
 }
 
 type writer struct {
@@ -93,11 +98,13 @@ func newWriter(ctx context.Context, db *sql.DB, opts Options) (*writer, error) {
 	}{
 		{&w.insEvidence, `INSERT INTO evidence (id, received_at, listener, action, rule, exception,
 			config_version, mail_from, mail_from_domain, header_from, header_from_domain, message_id, record)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&w.insEvidenceRcpt, `INSERT INTO evidence_rcpt (evidence_seq, rcpt, domain) VALUES (?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`},
+		{&w.insEvidenceRcpt, `INSERT INTO evidence_rcpt (evidence_seq, rcpt, domain, received_at) VALUES (?, ?, ?, ?)`},
 		{&w.insQuarantine, `INSERT INTO quarantine (id, recipients, sender, sender_norm, subject, reason,
 			received_at, expires_at, state, size, sha256, updated_at, updated_by)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`},
 		{&w.insQuarantineRcpt, `INSERT INTO quarantine_rcpt (quarantine_seq, rcpt) VALUES (?, ?)`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
@@ -177,6 +184,7 @@ func (w *writer) stats() Stats {
 		Quarantine:   w.nQuarantine.Load(),
 		Failed:       w.nFailed.Load(),
 		LargestBatch: int(w.largest.Load()),
+		Queued:       len(w.queue),
 	}
 }
 
@@ -234,35 +242,28 @@ func (w *writer) fill(batch *[]*op) bool {
 	return true
 }
 
-// commit applies batch in one transaction and hands each operation its
-// outcome. errs has the batch's length.
+// commit applies batch and hands each operation its outcome. errs has
+// the batch's length.
 func (w *writer) commit(batch []*op, errs []error) {
-	// The batch is not tied to any caller's context: a caller that gave
-	// up does not cancel the others' commit.
-	ctx := context.Background()
 	clear(errs)
-	w.nBatches.Add(1)
 	if n := int64(len(batch)); n > w.largest.Load() {
 		w.largest.Store(n)
 	}
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err != nil {
-		err = dbErr(err)
-		for i := range errs {
-			errs[i] = err
+	stmtFailed, err := w.runTx(batch, errs)
+	switch {
+	case err == nil:
+	case stmtFailed && len(batch) > 1:
+		// Isolate the operation at fault.
+		for i, o := range batch {
+			if o.kind == opBarrier {
+				errs[i] = nil
+				continue
+			}
+			if _, err := w.runTx(batch[i:i+1], errs[i:i+1]); err != nil {
+				errs[i] = err
+			}
 		}
-		w.finish(batch, errs)
-		return
-	}
-	var stmts txStmts
-	for i, o := range batch {
-		if o.kind == opBarrier {
-			continue
-		}
-		errs[i] = w.applyIsolated(ctx, tx, &stmts, o)
-	}
-	if err := tx.Commit(); err != nil {
-		err = dbErr(err)
+	default:
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = err
@@ -270,6 +271,33 @@ func (w *writer) commit(batch []*op, errs []error) {
 		}
 	}
 	w.finish(batch, errs)
+}
+
+// runTx applies ops in one transaction, writing each operation's own
+// outcome (nil or ErrExists) to errs. It returns an error when the
+// transaction failed as a whole; stmtFailed tells that a statement
+// failed and the transaction was rolled back.
+func (w *writer) runTx(ops []*op, errs []error) (stmtFailed bool, err error) {
+	// The batch is not tied to any caller's context: a caller that gave
+	// up does not cancel the others' commit.
+	ctx := context.Background()
+	w.nBatches.Add(1)
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, dbErr(err)
+	}
+	var stmts txStmts
+	for i, o := range ops {
+		if o.kind == opBarrier {
+			continue
+		}
+		errs[i], err = w.apply(ctx, tx, &stmts, o)
+		if err != nil {
+			tx.Rollback()
+			return true, err
+		}
+	}
+	return false, dbErr(tx.Commit())
 }
 
 // txStmts are the prepared statements bound to the batch's transaction,
@@ -285,25 +313,9 @@ func (w *writer) stmt(ctx context.Context, tx *sql.Tx, slot **sql.Stmt, prepared
 	return *slot
 }
 
-// applyIsolated runs one operation inside a savepoint, so that its
-// failure undoes only its own statements.
-func (w *writer) applyIsolated(ctx context.Context, tx *sql.Tx, st *txStmts, o *op) error {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
-		return dbErr(err)
-	}
-	err := w.apply(ctx, tx, st, o)
-	if err != nil {
-		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO op"); rerr != nil {
-			return errors.Join(err, dbErr(rerr))
-		}
-	}
-	if _, rerr := tx.ExecContext(ctx, "RELEASE op"); rerr != nil {
-		return errors.Join(err, dbErr(rerr))
-	}
-	return err
-}
-
-func (w *writer) apply(ctx context.Context, tx *sql.Tx, st *txStmts, o *op) error {
+// apply runs one operation's statements. opErr is the operation's own
+// outcome (ErrExists); err is a failed statement.
+func (w *writer) apply(ctx context.Context, tx *sql.Tx, st *txStmts, o *op) (opErr, err error) {
 	switch o.kind {
 	case opEvidence:
 		r := o.ev
@@ -311,49 +323,58 @@ func (w *writer) apply(ctx context.Context, tx *sql.Tx, st *txStmts, o *op) erro
 			r.id, r.receivedAt, r.listener, r.action, r.rule, r.exception, r.configVersion,
 			r.keys.MailFrom, r.keys.MailFromDomain, r.keys.HeaderFromAddr, r.keys.HeaderFromDomain,
 			r.keys.MessageID, r.json)
+		seq, inserted, err := insertedRow(res, err)
 		if err != nil {
-			return recordErr(r.id, err)
+			return nil, err
 		}
-		seq, err := res.LastInsertId()
-		if err != nil {
-			return dbErr(err)
+		if !inserted {
+			return fmt.Errorf("%w: evidence %s", store.ErrExists, r.id), nil
 		}
 		ins := w.stmt(ctx, tx, &st.evRcpt, w.insEvidenceRcpt)
 		for i, rc := range r.keys.Recipients {
-			if _, err := ins.ExecContext(ctx, seq, rc, r.keys.RecipientDomains[i]); err != nil {
-				return dbErr(err)
+			if _, err := ins.ExecContext(ctx, seq, rc, r.keys.RecipientDomains[i], r.receivedAt); err != nil {
+				return nil, dbErr(err)
 			}
 		}
-		return nil
+		return nil, nil
 	case opQuarantine:
 		q := o.q
 		res, err := w.stmt(ctx, tx, &st.q, w.insQuarantine).ExecContext(ctx,
 			q.id, q.recipientsJSON, q.sender, q.senderNorm, q.subject, q.reason,
 			q.receivedAt, q.expiresAt, q.state, q.size, q.sha256, q.updatedAt, "")
+		seq, inserted, err := insertedRow(res, err)
 		if err != nil {
-			return recordErr(q.id, err)
+			return nil, err
 		}
-		seq, err := res.LastInsertId()
-		if err != nil {
-			return dbErr(err)
+		if !inserted {
+			return fmt.Errorf("%w: quarantine item %s", store.ErrExists, q.id), nil
 		}
 		ins := w.stmt(ctx, tx, &st.qRcpt, w.insQuarantineRcpt)
 		for _, rc := range q.rcptNorm {
 			if _, err := ins.ExecContext(ctx, seq, rc); err != nil {
-				return dbErr(err)
+				return nil, dbErr(err)
 			}
 		}
-		return nil
+		return nil, nil
 	}
-	return fmt.Errorf("store: unknown operation %d", o.kind)
+	return nil, fmt.Errorf("store: unknown operation %d", o.kind)
 }
 
-func recordErr(id string, err error) error {
-	err = dbErr(err)
-	if errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("%w: %s", store.ErrExists, id)
+// insertedRow interprets an INSERT ... ON CONFLICT DO NOTHING: the new
+// row's rowid, or inserted false when the id was already stored.
+func insertedRow(res sql.Result, err error) (seq int64, inserted bool, _ error) {
+	if err != nil {
+		return 0, false, dbErr(err)
 	}
-	return err
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, false, dbErr(err)
+	}
+	if n == 0 {
+		return 0, false, nil
+	}
+	seq, err = res.LastInsertId()
+	return seq, true, dbErr(err)
 }
 
 // finish delivers the outcomes, counts them, and logs the failures nobody

@@ -69,12 +69,12 @@ func testEvidenceValidation(t *testing.T, h *harness) {
 	s := h.newStore(t)
 	ctx := ctxFor(t)
 	bad := map[string]func(r *evidence.Record){
-		"empty id":        func(r *evidence.Record) { r.ID = "" },
-		"id with slash":   func(r *evidence.Record) { r.ID = "a/b" },
-		"id with dotdot":  func(r *evidence.Record) { r.ID = "../x" },
-		"zero time":       func(r *evidence.Record) { r.ReceivedAt = time.Time{} },
-		"unknown action":  func(r *evidence.Record) { r.Decision.Action = "accept" },
-		"no action":       func(r *evidence.Record) { r.Decision.Action = "" },
+		"empty id":       func(r *evidence.Record) { r.ID = "" },
+		"id with slash":  func(r *evidence.Record) { r.ID = "a/b" },
+		"id with dotdot": func(r *evidence.Record) { r.ID = "../x" },
+		"zero time":      func(r *evidence.Record) { r.ReceivedAt = time.Time{} },
+		"unknown action": func(r *evidence.Record) { r.Decision.Action = "accept" },
+		"no action":      func(r *evidence.Record) { r.Decision.Action = "" },
 		"time out of range": func(r *evidence.Record) {
 			r.ReceivedAt = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
 		},

@@ -24,21 +24,24 @@ CREATE INDEX evidence_received           ON evidence (received_at);
 CREATE INDEX evidence_action             ON evidence (action, received_at);
 CREATE INDEX evidence_rule               ON evidence (rule, received_at);
 CREATE INDEX evidence_listener           ON evidence (listener, received_at);
-CREATE INDEX evidence_exception          ON evidence (exception, received_at) WHERE exception <> '';
+CREATE INDEX evidence_exception          ON evidence (exception, received_at);
 CREATE INDEX evidence_mail_from          ON evidence (mail_from, received_at);
 CREATE INDEX evidence_mail_from_domain   ON evidence (mail_from_domain, received_at);
 CREATE INDEX evidence_header_from        ON evidence (header_from, received_at);
 CREATE INDEX evidence_header_from_domain ON evidence (header_from_domain, received_at);
-CREATE INDEX evidence_message_id         ON evidence (message_id) WHERE message_id <> '';
+CREATE INDEX evidence_message_id         ON evidence (message_id, received_at);
 
--- One row per distinct envelope recipient of a record.
+-- One row per distinct envelope recipient of a record. received_at is
+-- copied from the record so that a recipient's records are read from the
+-- index already in time order.
 CREATE TABLE evidence_rcpt (
     evidence_seq INTEGER NOT NULL REFERENCES evidence (seq) ON DELETE CASCADE,
     rcpt         TEXT    NOT NULL,
     domain       TEXT    NOT NULL,
+    received_at  INTEGER NOT NULL,
     PRIMARY KEY (evidence_seq, rcpt)
 ) WITHOUT ROWID;
-CREATE INDEX evidence_rcpt_rcpt   ON evidence_rcpt (rcpt);
+CREATE INDEX evidence_rcpt_rcpt   ON evidence_rcpt (rcpt, received_at);
 CREATE INDEX evidence_rcpt_domain ON evidence_rcpt (domain);
 
 CREATE TABLE quarantine (
