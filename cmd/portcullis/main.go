@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 		newSPFCmd(g),
 		newDKIMCmd(g),
 		newARCCmd(g),
+		newVerifyCmd(g),
 	)
 	return root
 }

@@ -236,7 +236,9 @@ func (q *Policy) dmarcFail(v *analysis.Verdict) Decision {
 	case dm.SampledOut:
 		lowered = fmt.Sprintf(" (pct= sampling left the message out: %s applies as %s, RFC 7489 §6.6.4)", published, dm.Policy)
 	}
-	why := fmt.Sprintf("DMARC fail for %s under %s%s: %s", author, published, lowered, dm.Reason)
+	// RFC 9989 §4.10.2: fail means no passing identifier is aligned.
+	why := fmt.Sprintf("DMARC fail for %s: no SPF or DKIM identifier that passed is aligned with it; %s from the record at _dmarc.%s%s",
+		author, published, dm.PolicyDomain, lowered)
 	switch dm.Policy {
 	case dmarc.PolicyReject:
 		d := Decision{Action: q.DMARCReject.Action, Rule: RuleDMARCReject, Owner: q.DMARCReject.Owner, Reason: why}

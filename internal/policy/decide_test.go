@@ -161,7 +161,7 @@ func TestDecideSpotChecks(t *testing.T) {
 		inReason string
 	}{
 		{"reject", Default(), verdictFor(dmarc.Fail, dmarc.PolicyReject, false, ""), evidence.Reject, RuleDMARCReject,
-			"550 5.7.26 Message rejected by the DMARC policy of example.com: authentication failed", "", "under p=reject"},
+			"550 5.7.26 Message rejected by the DMARC policy of example.com: authentication failed", "", "p=reject from the record at _dmarc.example.com"},
 		{"reject t=y", Default(), verdictFor(dmarc.Fail, dmarc.PolicyReject, true, ""), evidence.Quarantine, RuleDMARCQuarantine,
 			"250 2.0.0 Message accepted", "", "t=y: the domain is testing, so p=reject applies as quarantine"},
 		{"quarantine t=y", Default(), verdictFor(dmarc.Fail, dmarc.PolicyQuarantine, true, ""), evidence.Deliver, RuleDMARCNone,
