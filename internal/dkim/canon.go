@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math/bits"
 	"strings"
 )
 
@@ -284,9 +285,11 @@ func (b *BodyHasher) writeSimple(p []byte) {
 // line is ignored, other runs of white space become one space, and empty
 // lines at the end of the body are ignored. Only CRLF ends a line.
 //
-// Runs of ordinary octets (and single spaces between them) are copied
-// whole; the octet-by-octet state machine (relaxedOctet) runs only where
-// a run of white space or a CR meets the end of p.
+// Runs of ordinary octets (and single spaces between them) are found
+// eight octets at a time and hashed whole, together with the one space a
+// white-space run becomes or the CRLF that ends the line where possible;
+// the octet-by-octet state machine (relaxedOctet) runs only where a run of
+// white space or a CR meets the end of p.
 func (b *BodyHasher) writeRelaxed(p []byte) {
 	i := 0
 	for i < len(p) {
@@ -295,72 +298,100 @@ func (b *BodyHasher) writeRelaxed(p []byte) {
 			i++
 			continue
 		}
-		// A run of octets above SP, with single spaces between them:
-		// eight octets at a time while no word holds another octet at
-		// or below SP, or a space followed by one.
-		j := i
-		for j+9 <= len(p) {
-			x := binary.LittleEndian.Uint64(p[j:])
-			low := lowOctets(x)
-			if low == 0 {
-				j += 8
-				continue
-			}
-			sp := spaceOctets(x)
-			if low&^sp != 0 || sp&(low>>8) != 0 || (sp>>63 != 0 && p[j+8] <= ' ') {
-				break
-			}
-			j += 8
-		}
-		for j < len(p) {
-			if c := p[j]; c > ' ' {
-				j++
-				continue
-			} else if c == ' ' && j+1 < len(p) && p[j+1] > ' ' {
-				j += 2
-				continue
-			}
-			break
-		}
-		if j > i {
+		j := scanOrdinary(p, i)
+		if j == len(p) {
 			b.flushCRLFs()
 			b.emit(p[i:j])
 			b.content = true
-			i = j
-			continue
+			return
 		}
-		switch c := p[i]; {
-		case c == '\r' && i+1 < len(p) && p[i+1] == '\n':
+		// p[j] is a control octet, or a space followed by white space or
+		// a control octet.
+		switch c := p[j]; {
+		case c == '\r' && j+1 < len(p) && p[j+1] == '\n':
 			// A line end.
-			if b.content {
+			if j > i || b.content {
 				b.flushCRLFs()
-				b.emit(crlf)
+				b.emit(p[i : j+2])
 				b.content = false
 			} else {
 				b.crlfs++
 			}
-			i += 2
+			i = j + 2
 		case c == ' ' || c == '\t':
-			k := i + 1
+			k := j + 1
 			for k < len(p) && (p[k] == ' ' || p[k] == '\t') {
 				k++
 			}
 			if k < len(p) && p[k] > ' ' {
 				// Content follows in p: the run becomes one space.
 				b.flushCRLFs()
-				b.emit(spaceOctet)
+				if c == ' ' {
+					b.emit(p[i : j+1])
+				} else {
+					if j > i {
+						b.emit(p[i:j])
+					}
+					b.emit(spaceOctet)
+				}
 				b.content = true
 			} else {
 				// The run reaches a CR, another control octet or the
 				// end of p: what it becomes depends on what follows.
+				if j > i {
+					b.flushCRLFs()
+					b.emit(p[i:j])
+					b.content = true
+				}
 				b.wsp = true
 			}
 			i = k
 		default:
+			if j > i {
+				b.flushCRLFs()
+				b.emit(p[i:j])
+				b.content = true
+			}
 			b.relaxedOctet(c)
-			i++
+			i = j + 1
 		}
 	}
+}
+
+// scanOrdinary returns the index of the first octet of p at or after i
+// that is a control octet (at or below SP, but SP), or a space followed
+// by such an octet or by the end of p; len(p) if there is none. It reads
+// eight octets at a time.
+func scanOrdinary(p []byte, i int) int {
+	j := i
+	for j+9 <= len(p) {
+		x := binary.LittleEndian.Uint64(p[j:])
+		low := lowOctets(x)
+		if low == 0 {
+			j += 8
+			continue
+		}
+		sp := spaceOctets(x)
+		bad := low&^sp | sp&(low>>8)
+		if sp>>63 != 0 && p[j+8] <= ' ' {
+			bad |= 1 << 63
+		}
+		if bad != 0 {
+			return j + bits.TrailingZeros64(bad)>>3
+		}
+		j += 8
+	}
+	for j < len(p) {
+		if c := p[j]; c > ' ' {
+			j++
+			continue
+		} else if c == ' ' && j+1 < len(p) && p[j+1] > ' ' {
+			j += 2
+			continue
+		}
+		break
+	}
+	return j
 }
 
 const (
