@@ -38,6 +38,11 @@ func TestLineEndingChecks(t *testing.T) {
 	if got := string(normaliseLineEndings([]byte("a\nb\rc\r\nd\r\r\n"))); got != "a\r\nb\r\nc\r\nd\r\n\r\n" {
 		t.Errorf("normaliseLineEndings = %q", got)
 	}
+	for in, want := range map[string]int{"": 0, "abc": 3, "ab\r\nabcd\r\n": 6, "a\nbc": 2} {
+		if got := longestLine([]byte(in)); got != want {
+			t.Errorf("longestLine(%q) = %d, want %d", in, got, want)
+		}
+	}
 	for in, want := range map[string]int{
 		"Subject: x\r\n\r\nbody": 12,
 		"\r\nbody":               0,
@@ -69,13 +74,21 @@ func FuzzDataChecks(f *testing.F) {
 		if bytes.Count(n, []byte("\r\n")) != bytes.Count(b, []byte("\r\n"))+bytes.Count(b, []byte("\n"))-bytes.Count(b, []byte("\r\n"))+bytes.Count(b, []byte("\r"))-bytes.Count(b, []byte("\r\n")) {
 			t.Fatalf("normaliseLineEndings(%q) = %q: line count changed", b, n)
 		}
+		if l := longestLine(b); l > len(b) || len(b) > 0 && l == 0 {
+			t.Fatalf("longestLine(%q) = %d", b, l)
+		}
+		for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+			if len(line) > longestLine(b) {
+				t.Fatalf("longestLine(%q) = %d, but a line has %d bytes", b, longestLine(b), len(line))
+			}
+		}
 		if h := headerLen(b); h < 0 || h > len(b) {
 			t.Fatalf("headerLen(%q) = %d", b, h)
 		}
 		cfg := baseListener().withDefaults()
 		cfg.MaxHeaderBytes = 64
 		m, err := checkData(message{bytes: b}, cfg)
-		if err == nil && (hasBareLineEnding(m.bytes) || headerLen(m.bytes) > 64) {
+		if err == nil && (hasBareLineEnding(m.bytes) || headerLen(m.bytes) > 64 || longestLine(m.bytes) > cfg.MaxLineLength) {
 			t.Fatalf("checkData(%q) passed a message it should refuse", b)
 		}
 	})

@@ -233,11 +233,15 @@ func FuzzProxyHeader(f *testing.F) {
 		}
 		if h.Version == 1 && !h.Local {
 			// What was parsed prints back to an equivalent header.
-			proto := "TCP4"
-			if h.Src.Addr().Is6() {
+			// A TCP6 header may carry IPv4-mapped addresses, which are
+			// unmapped: print both in the family the line needs.
+			proto, src, dst := "TCP4", h.Src.Addr().String(), h.Dst.Addr().String()
+			if h.Src.Addr().Is6() || h.Dst.Addr().Is6() {
 				proto = "TCP6"
+				src = netip.AddrFrom16(h.Src.Addr().As16()).String()
+				dst = netip.AddrFrom16(h.Dst.Addr().As16()).String()
 			}
-			line := "PROXY " + proto + " " + h.Src.Addr().String() + " " + h.Dst.Addr().String() + " " +
+			line := "PROXY " + proto + " " + src + " " + dst + " " +
 				itoa(h.Src.Port()) + " " + itoa(h.Dst.Port()) + "\r\n"
 			h2, err := readProxyHeader(strings.NewReader(line))
 			if err != nil || h2.Src != h.Src || h2.Dst != h.Dst {

@@ -191,6 +191,17 @@ func TestSizeCap(t *testing.T) {
 		t.Errorf("MAIL SIZE=20000: %d %v", code, enh)
 	}
 	c.Reset()
+	// go-smtp's reader counts the byte after the last one against the
+	// limit: MaxMessageBytes-1 is the largest message accepted (documented
+	// on ListenerConfig.MaxMessageBytes).
+	exact := "Subject: x\r\n\r\n" + strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", 400)
+	exact = exact[:9999-2] + "\r\n"
+	if err := send(c, "a@example.net", []string{"b@example.org"}, exact); err != nil {
+		t.Errorf("message of MaxMessageBytes-1: %v", err)
+	}
+	if code, _, _ := smtpCode(send(c, "a@example.net", []string{"b@example.org"}, exact[:len(exact)-2]+"x\r\n")); code != 552 {
+		t.Errorf("message of MaxMessageBytes: %d (go-smtp changed? update the MaxMessageBytes doc)", code)
+	}
 	// Undeclared and too big: refused after the data, the rest discarded.
 	code, enh, _ = smtpCode(send(c, "a@example.net", []string{"b@example.org"}, testMessage(50000)))
 	if code != 552 || enh != (smtp.EnhancedCode{5, 3, 4}) {
@@ -200,10 +211,10 @@ func TestSizeCap(t *testing.T) {
 	if err := send(c, "a@example.net", []string{"b@example.org"}, testMessage(9000)); err != nil {
 		t.Errorf("9 kB message after the refusal: %v", err)
 	}
-	if n := len(h.all()); n != 1 {
-		t.Errorf("Handler called %d times, want 1", n)
+	if n := len(h.all()); n != 2 {
+		t.Errorf("Handler called %d times, want 2", n)
 	}
-	if st := srv.Stats().Total(); st.MessagesRefused != 1 {
+	if st := srv.Stats().Total(); st.MessagesRefused != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -315,6 +326,24 @@ func TestBDAT(t *testing.T) {
 	}
 	if txs := h.all(); len(txs) != 1 || string(txs[0].Data) != part1+part2 {
 		t.Errorf("transactions %+v", txs)
+	}
+	// go-smtp lifts the line limit inside BDAT chunks; the listener does not.
+	long := "Subject: x\r\n\r\n" + strings.Repeat("a", 1500) + "\r\n"
+	r.expect(250, "MAIL FROM:<a@example.net>")
+	r.expect(250, "RCPT TO:<b@example.org>")
+	// The chunk follows the command separately, so that go-smtp reads it
+	// with its line limit lifted (together, go-smtp's read-ahead trips
+	// its own limit and closes the session with 500 5.4.0).
+	r.write(fmt.Sprintf("BDAT %d LAST\r\n", len(long)))
+	time.Sleep(50 * time.Millisecond)
+	r.write(long)
+	code, msg := r.reply()
+	t.Logf("BDAT long line: %d %s", code, msg)
+	if !(code == 554 && strings.HasPrefix(msg, "5.6.0 ") || code == 500) {
+		t.Errorf("long line in BDAT: %d %s", code, msg)
+	}
+	if n := len(h.all()); n != 1 {
+		t.Errorf("Handler called %d times, want 1", n)
 	}
 }
 

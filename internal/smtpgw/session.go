@@ -222,8 +222,13 @@ func readData(r io.Reader, max, sizeHint int64) (message, error) {
 	return message{bytes: buf.Bytes()}, nil
 }
 
-// checkData applies the line-ending rule and the header-size limit.
+// checkData applies the line-ending rule, the line-length limit (again:
+// go-smtp lifts it for BDAT chunks, RFC 3030 keeps it for non-binary
+// content) and the header-size limit.
 func checkData(m message, cfg ListenerConfig) (message, error) {
+	if longestLine(m.bytes) > cfg.MaxLineLength {
+		return m, ErrLineTooLong
+	}
 	if hasBareLineEnding(m.bytes) {
 		if cfg.BareLineEndings != BareLineNormalise {
 			return m, ErrBareLineEnding
@@ -273,6 +278,21 @@ func normaliseLineEndings(b []byte) []byte {
 		}
 	}
 	return out
+}
+
+// longestLine returns the length of the longest line, its line ending
+// included (RFC 5321 §4.5.3.1.6 counts the CRLF).
+func longestLine(b []byte) int {
+	longest := 0
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return max(longest, len(b))
+		}
+		longest = max(longest, i+1)
+		b = b[i+1:]
+	}
+	return longest
 }
 
 // headerLen is the size of the header section: the bytes before the empty
