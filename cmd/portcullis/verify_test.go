@@ -336,3 +336,31 @@ func TestVerifyText(t *testing.T) {
 		}
 	}
 }
+
+// The configuration example of docs/policy.md loads: strict field names,
+// valid values.
+func TestPolicyDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	i := strings.Index(text, "```yaml\n")
+	if i < 0 {
+		t.Fatal("no yaml block in docs/policy.md")
+	}
+	block := text[i+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := loadPolicyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Exceptions) != 1 || p.Exceptions[0].ID != "acme-orders" || len(p.TrustedARC.Sealers) != 1 ||
+		p.SPFWithoutDMARC.OnFail != policy.SPFTag || len(p.OwnDomain.Domains) != 1 {
+		t.Errorf("loaded %+v", p)
+	}
+}

@@ -203,7 +203,7 @@ func (a *Analyzer) Run(ctx context.Context, in Input) *Verdict {
 	}
 	var dkimP *pending[[]*dkim.SignatureResult]
 	var arcP *pending[*arc.Result]
-	if h != nil {
+	if h != nil && h.Count("DKIM-Signature") > 0 {
 		dkimP = start(ph, "dkim", func(ctx context.Context) []*dkim.SignatureResult {
 			res, err := a.dkim.VerifyHeader(ctx, h, bytes.NewReader(body))
 			if err != nil {
@@ -213,6 +213,8 @@ func (a *Analyzer) Run(ctx context.Context, in Input) *Verdict {
 			}
 			return res
 		})
+	}
+	if h != nil && hasARC(h) {
 		arcP = start(ph, "arc", func(ctx context.Context) *arc.Result {
 			res, err := a.arc.Verify(ctx, h, bytes.NewReader(body))
 			if err != nil {
@@ -255,7 +257,8 @@ func (a *Analyzer) Run(ctx context.Context, in Input) *Verdict {
 			v.ARC = arcFailed(err)
 		}
 	} else {
-		v.ARC = &arc.Result{Status: arc.None, OldestPass: -1}
+		// RFC 8617 §5.2 step 1: no ARC set, status none.
+		v.ARC = &arc.Result{Status: arc.None, OldestPass: -1, Chain: &arc.Chain{}}
 	}
 	if iprevP != nil {
 		v.IPRev, err = iprevP.wait()
@@ -287,6 +290,16 @@ func (a *Analyzer) Run(ctx context.Context, in Input) *Verdict {
 		}
 	}
 	return v
+}
+
+// hasARC reports whether the header has any ARC field (RFC 8617 §4.1).
+func hasARC(h *message.Header) bool {
+	for _, f := range h.Fields {
+		if f.Is(arc.SealField) || f.Is(arc.MessageSignatureField) || f.Is(arc.AuthResultsField) {
+			return true
+		}
+	}
+	return false
 }
 
 // readHeaderFacts fills the facts the header gives: From, Author Domain,
