@@ -56,6 +56,8 @@ func newRootCmd() *cobra.Command {
 		newDKIMCmd(g),
 		newARCCmd(g),
 		newVerifyCmd(g),
+		newExplainCmd(g),
+		newCheckCmd(g),
 	)
 	return root
 }
