@@ -29,6 +29,10 @@ func (s staticResolver) Query(context.Context, string, dns.Type) (*dns.Response,
 // benchMessage returns a message of about 10 KB signed with RSA-2048,
 // relaxed/relaxed, and the key record.
 func benchMessage(b *testing.B) (msg []byte, record string, key crypto.Signer) {
+	return benchMessageCanon(b, "relaxed/relaxed")
+}
+
+func benchMessageCanon(b *testing.B, canon string) (msg []byte, record string, key crypto.Signer) {
 	b.Helper()
 	key = loadKey(b, filepath.Join("testdata", "rsa2048.pem"))
 	var body strings.Builder
@@ -39,7 +43,7 @@ func benchMessage(b *testing.B) (msg []byte, record string, key crypto.Signer) {
 		"From: Alice Example <alice@example.com>\r\nTo: Bob <bob@example.org>\r\nCc: carol@example.org\r\n" +
 		"Subject: Quarterly report\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <report-1@example.com>\r\n" +
 		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body.String()
-	signed := sign(b, &Signer{Domain: "example.com", Selector: "rsa", Key: key, Canonicalization: "relaxed/relaxed"}, unsigned)
+	signed := sign(b, &Signer{Domain: "example.com", Selector: "rsa", Key: key, Canonicalization: canon}, unsigned)
 	rec, err := KeyRecord(key.Public())
 	if err != nil {
 		b.Fatal(err)
@@ -49,7 +53,16 @@ func benchMessage(b *testing.B) (msg []byte, record string, key crypto.Signer) {
 
 // BenchmarkVerify verifies a 10 KB RSA-2048 relaxed/relaxed message.
 func BenchmarkVerify(b *testing.B) {
-	msg, rec, _ := benchMessage(b)
+	benchmarkVerify(b, "relaxed/relaxed")
+}
+
+// BenchmarkVerifySimple verifies the same message signed simple/simple.
+func BenchmarkVerifySimple(b *testing.B) {
+	benchmarkVerify(b, "simple/simple")
+}
+
+func benchmarkVerify(b *testing.B, canon string) {
+	msg, rec, _ := benchMessageCanon(b, canon)
 	resp := &dns.Response{Records: []dns.Record{txtRecord(rec)}}
 	v := &Verifier{Resolver: staticResolver{resp}}
 	ctx := context.Background()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -74,7 +75,9 @@ const (
 // ImportantHeaders are the fields whose oversigning SignatureResult
 // reports: an unsigned extra instance of any of them changes what a reader
 // sees.
-var ImportantHeaders = []string{"From", "To", "Cc", "Subject", "Date", "Reply-To", "Message-ID", "Content-Type", "MIME-Version"}
+var ImportantHeaders = importantHeaders[:]
+
+var importantHeaders = [...]string{"From", "To", "Cc", "Subject", "Date", "Reply-To", "Message-ID", "Content-Type", "MIME-Version"}
 
 // Verifier verifies the DKIM signatures of messages (RFC 6376 §6). Set its
 // fields before the first use; a Verifier is then safe for concurrent use
@@ -267,7 +270,8 @@ func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader
 	if v.Resolver == nil {
 		return nil, ErrNoResolver
 	}
-	var sigFields []*message.Field
+	var sigBuf [8]*message.Field
+	sigFields := sigBuf[:0]
 	for _, f := range h.Fields {
 		if f.Is("DKIM-Signature") {
 			sigFields = append(sigFields, f)
@@ -279,8 +283,10 @@ func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader
 	results := make([]*SignatureResult, len(sigFields))
 	now := v.now().Unix()
 	limit := v.maxSignatures()
-	var work []pending
-	var hkeys []hasherKey
+	var workBuf [8]pending
+	work := workBuf[:0]
+	var hkeyBuf [8]hasherKey
+	hkeys := hkeyBuf[:0]
 	for i, f := range sigFields {
 		sig, err := ParseSignature(f)
 		res := newResult(sig)
@@ -531,27 +537,35 @@ func (r *SignatureResult) oversigning(fields []*message.Field, signed []string) 
 		}
 		return
 	}
-	seen := make([]string, 0, len(signed))
-	for _, n := range signed {
-		dup := false
-		for _, s := range seen {
-			if len(s) == len(n) && strings.EqualFold(s, n) {
-				dup = true
+	var over [16]string
+	overs := over[:0]
+	for i, n := range signed {
+		first := true
+		for _, m := range signed[:i] {
+			if len(m) == len(n) && strings.EqualFold(m, n) {
+				first = false
 				break
 			}
 		}
-		if dup {
+		if !first {
 			continue
 		}
-		seen = append(seen, n)
 		if inHeader, inH := count(n); inH > inHeader {
-			r.Oversigned = append(r.Oversigned, n)
+			overs = append(overs, n)
 		}
 	}
-	for _, n := range ImportantHeaders {
+	if len(overs) > 0 {
+		r.Oversigned = slices.Clone(overs)
+	}
+	var notOver [len(importantHeaders)]string
+	nots := notOver[:0]
+	for _, n := range importantHeaders {
 		if inHeader, inH := count(n); inHeader > 0 && inH <= inHeader {
-			r.NotOversigned = append(r.NotOversigned, n)
+			nots = append(nots, n)
 		}
+	}
+	if len(nots) > 0 {
+		r.NotOversigned = slices.Clone(nots)
 	}
 }
 

@@ -153,7 +153,8 @@ func ReadHeader(r *bufio.Reader, lim Limits) (*Header, error) {
 	h := &Header{}
 	// All fields share one buffer; starts[i] is where field i begins.
 	buf := make([]byte, 0, sizeHint(r, maxBytes))
-	var starts []int
+	var startsBuf [64]int
+	starts := startsBuf[:0]
 	var long []byte // gathers a line longer than r's buffer
 	for {
 		line, err := r.ReadSlice('\n')
