@@ -106,8 +106,8 @@ func (f *Field) Value() string { return f.value }
 // trailing white space trimmed.
 func (f *Field) Unfolded() string {
 	v := f.value
-	if strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, '\n') >= 0 {
-		v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+	if strings.IndexByte(v, '\n') >= 0 {
+		v = strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", ""), "\n", "")
 	}
 	return strings.Trim(v, " \t")
 }
