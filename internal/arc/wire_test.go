@@ -30,7 +30,7 @@ func TestValidationOverTheWire(t *testing.T) {
 	}
 	z := zoneFrom(sc.TXTRecords)
 	srv := dnstest.Serve(t, z)
-	v := &Verifier{Resolver: srv.Resolver(t, 300*time.Millisecond)}
+	v := &Verifier{Resolver: srv.Resolver(t, time.Second)}
 	n := 0
 	for name, tc := range sc.Tests {
 		want := Status(strings.ToLower(tc.CV))

@@ -537,7 +537,7 @@ func TestEvaluateRFC9989Wire(t *testing.T) {
 		t.Skip("wire scenarios skipped in -short mode")
 	}
 	runScenarios(t, rfc9989Scenarios, func(t *testing.T, z *dns.Zone) dns.Resolver {
-		return dnstest.Serve(t, z).Resolver(t, 150*time.Millisecond)
+		return dnstest.Serve(t, z).Resolver(t, time.Second)
 	})
 }
 

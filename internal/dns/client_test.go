@@ -169,7 +169,7 @@ func TestClientRetriesNextServer(t *testing.T) {
 	s2 := dnstest.Serve(t, sf)
 	s3 := dnstest.Serve(t, testZone(t))
 
-	c, err := dns.NewClient(dns.ClientConfig{Servers: []string{s1.Addr(), s2.Addr(), s3.Addr()}, Timeout: 150 * time.Millisecond, Attempts: 1})
+	c, err := dns.NewClient(dns.ClientConfig{Servers: []string{s1.Addr(), s2.Addr(), s3.Addr()}, Timeout: time.Second, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestClientRetriesNextServer(t *testing.T) {
 	}
 
 	// Attempts: the server list is tried that many times.
-	c, err = dns.NewClient(dns.ClientConfig{Servers: []string{s1.Addr(), s2.Addr()}, Timeout: 100 * time.Millisecond, Attempts: 2})
+	c, err = dns.NewClient(dns.ClientConfig{Servers: []string{s1.Addr(), s2.Addr()}, Timeout: time.Second, Attempts: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestClientReplyChecks(t *testing.T) {
 		}
 		_ = w.WriteMsg(m)
 	})
-	c, err := dns.NewClient(dns.ClientConfig{Servers: []string{addr}, Timeout: 200 * time.Millisecond, Attempts: 1})
+	c, err := dns.NewClient(dns.ClientConfig{Servers: []string{addr}, Timeout: time.Second, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
