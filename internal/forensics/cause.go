@@ -408,6 +408,9 @@ func (e *explainer) cause() {
 		how := e.passedBy()
 		e.setCause("authenticated", "certain", fmt.Sprintf("The message is authenticated for %s: DMARC passed (%s).", author, f.verdictSource),
 			"%s. The From domain is genuine; if the message is unwanted, the problem is its content or the sender's account, not spoofing.", how)
+		if f.forwarded && f.alignedPass {
+			e.rep.Cause.Detail += " The message was forwarded (see the signs of forwarding) and its aligned DKIM signature survived the trip."
+		}
 		if e.hasFinding("dns-changed-dkim") || e.hasFinding("recorded-differs-dmarc") || e.hasFinding("dns-changed-spf") {
 			e.rep.Cause.Detail += " The DNS has changed since receipt (see the findings): verified today the result would differ, which does not change what happened at receipt."
 			e.advise(ForSender, "When rotating DKIM keys, keep the old selector's key published for some days after signing stops, so that messages in transit and later forensic checks still verify.")
@@ -480,7 +483,12 @@ func (e *explainer) cause() {
 			"The message carries a signature aligned with %s, but it fails for a reason on the signer's side (%s), not because the message changed. DMARC fails unless SPF is aligned and passes.", author, orNone(s.Reason))
 		e.advise(ForSender, "Publish a valid key at %s (RSA of 2048 bits or Ed25519 with an RSA fallback), and keep it published as long as mail signed with it can be in transit.", dkim.KeyName(s.Selector, s.Domain))
 
-	case (f.thirdDKIM != "" || f.thirdSPF != "") && (f.fromAuthorizes || f.thirdDKIM != ""):
+	// A sender that authenticates as an unrelated domain is a third party
+	// the owner has not set up for alignment when the owner's own SPF
+	// record lists it, or possibly when the owner does not enforce DMARC;
+	// against an enforcing policy with nothing authorizing it, it is
+	// treated as a spoof (below).
+	case (f.thirdDKIM != "" || f.thirdSPF != "") && f.fromAuthorizes, f.thirdDKIM != "" && !f.enforced:
 		conf := "likely"
 		if !f.fromAuthorizes {
 			conf = "possible"
@@ -515,6 +523,9 @@ func (e *explainer) spoofCause(f facts) {
 			what, author, d.PolicyDomain, f.published, d.Source, f.published)
 		e.advise(ForReceiver, "Keep enforcing DMARC on every inbound path. If this message was delivered, find the rule, exception or path that bypassed the policy.")
 		e.advise(ForSender, "Nothing to change: the policy works. The aggregate reports of %s will list the sending address %s.", author, e.clientText())
+		if f.thirdDKIM != "" {
+			e.advise(ForSender, "If %s does send mail through %s, that service must sign with d=%s (or use a bounce domain under it); until then its mail is refused like this one.", author, f.thirdDKIM, author)
+		}
 	case f.published == "none" || (f.published != "" && d.Testing):
 		e.setCause("spoof-not-blocked", "likely", fmt.Sprintf("Unauthenticated mail claiming %s: DMARC does not ask for blocking (p=none or t=y).", author),
 			"%s No authenticated identity is aligned with %s and nothing suggests forwarding, but %s publishes only a monitoring policy, so receivers are not asked to block it.",
@@ -577,6 +588,8 @@ func (e *explainer) claimText(f facts) string {
 	}
 	if len(e.rep.DKIM) == 0 {
 		parts = append(parts, "the message has no DKIM signature")
+	} else if len(f.alignedSigs) == 0 && f.thirdDKIM != "" {
+		parts = append(parts, fmt.Sprintf("DKIM verifies only for the unrelated domain %s, which nothing in %s's DNS authorizes", f.thirdDKIM, e.author))
 	} else if len(f.alignedSigs) == 0 {
 		parts = append(parts, "no DKIM signature is aligned with the From domain")
 	} else {

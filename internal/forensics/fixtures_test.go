@@ -52,6 +52,8 @@ var fixtures = []fixture{
 	{name: "04-arc-trusted", trusted: []string{"groups.example"}, build: buildARC},
 	{name: "05-third-party", build: buildThirdParty},
 	{name: "06-dns-changed", build: buildDNSChanged},
+	{name: "07-spoof-signed", build: buildSpoofSigned},
+	{name: "08-srs-forwarded", build: buildSRSForwarded},
 }
 
 // gen builds fixtures: keys, zone text, messages.
@@ -390,5 +392,57 @@ Content-Type: text/plain; charset=utf-8
 	m.add("Received", received("mail.shop.example", "mail.shop.example", "192.0.2.50", receiverID, "ESMTPS", "R1s3", "bob@receiver.example", at(13, 0, 2)))
 	m.add("Authentication-Results", receiverID+";\n\tspf=pass smtp.mailfrom=bounce@shop.example;\n\tdkim=pass header.d=shop.example header.s=2025a;\n\tdmarc=pass (p=quarantine) header.from=shop.example")
 	m.add("Return-Path", "<bounce@shop.example>")
+	return m.bytes(), z.String()
+}
+
+// buildSpoofSigned: the attacker signs its spoof of ceo@bank.example with
+// its own domain's key; bank.example publishes p=reject and nothing in its
+// DNS mentions attacker.example.
+func buildSpoofSigned(g *gen) ([]byte, string) {
+	z := newZone().
+		txt("bank.example", "v=spf1 ip4:192.0.2.0/26 -all").
+		txt("_dmarc.bank.example", "v=DMARC1; p=reject; rua=mailto:dmarc@bank.example").
+		txt("attacker.example", "v=spf1 ip4:203.0.113.64/28 -all").
+		dkimKey(g, "x", "attacker.example", "attacker")
+	m := g.message(`
+From: "Bank Example Security" <security@bank.example>
+To: bob@receiver.example
+Subject: Verify your account
+Date: Mon, 4 May 2026 14:00:00 +0000
+Message-ID: <verify-1@attacker.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+`, "Your account will be closed unless you sign in within 24 hours.\n")
+	m.sign("attacker.example", "x", "attacker", "relaxed/relaxed", at(14, 0, 0))
+	m.add("Received", received("mail.attacker.example", "mail.attacker.example", "203.0.113.70", receiverID, "ESMTP", "R0z8", "bob@receiver.example", at(14, 0, 1)))
+	m.add("Authentication-Results", receiverID+";\n\tspf=pass smtp.mailfrom=bounce@attacker.example;\n\tdkim=pass header.d=attacker.example header.s=x;\n\tdmarc=fail (p=reject) header.from=bank.example")
+	m.add("Return-Path", "<bounce@attacker.example>")
+	return m.bytes(), z.String()
+}
+
+// buildSRSForwarded: alice@sender.example writes to an alias at
+// relay.example, which forwards without touching the message and rewrites
+// the envelope with SRS: SPF passes for relay.example (not aligned), the
+// DKIM signature survives, and DMARC passes on it.
+func buildSRSForwarded(g *gen) ([]byte, string) {
+	z := newZone().
+		txt("sender.example", "v=spf1 ip4:192.0.2.16/28 -all").
+		dkimKey(g, "s1", "sender.example", "sender").
+		txt("_dmarc.sender.example", "v=DMARC1; p=reject; rua=mailto:dmarc@sender.example").
+		txt("relay.example", "v=spf1 ip4:198.51.100.96/28 -all")
+	m := g.message(`
+From: Alice <alice@sender.example>
+To: alice.smith@relay.example
+Subject: Minutes of the board meeting
+Date: Mon, 4 May 2026 15:00:00 +0000
+Message-ID: <minutes-12@sender.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+`, "The minutes are attached to the shared folder.\nAlice\n")
+	m.sign("sender.example", "s1", "sender", "relaxed/relaxed", at(15, 0, 0))
+	m.add("Received", received("mail.sender.example", "mail.sender.example", "192.0.2.25", "mx.relay.example", "ESMTPS", "Y6u1", "alice.smith@relay.example", at(15, 0, 2)))
+	m.add("Received", received("mx.relay.example", "mx.relay.example", "198.51.100.99", receiverID, "ESMTPS", "R5e2", "bob@receiver.example", at(15, 0, 4)))
+	m.add("Authentication-Results", receiverID+";\n\tspf=pass smtp.mailfrom=SRS0=x7Gh=MQ=sender.example=alice@relay.example;\n\tdkim=pass header.d=sender.example header.s=s1;\n\tdmarc=pass (p=reject) header.from=sender.example")
+	m.add("Return-Path", "<SRS0=x7Gh=MQ=sender.example=alice@relay.example>")
 	return m.bytes(), z.String()
 }

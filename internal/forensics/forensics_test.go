@@ -232,6 +232,31 @@ func TestScenarios(t *testing.T) {
 				}
 			},
 		},
+		"07-spoof-signed": {
+			cause:    "spoof-blocked-by-dmarc",
+			findings: []string{"dkim-pass", "unaligned-pass", "dmarc-fail"},
+			check: func(t *testing.T, r *Report) {
+				if !strings.Contains(r.Cause.Detail, "DKIM verifies only for the unrelated domain attacker.example") {
+					t.Errorf("detail: %s", r.Cause.Detail)
+				}
+			},
+		},
+		"08-srs-forwarded": {
+			cause:    "authenticated",
+			findings: []string{"dkim-pass", "aligned-pass", "unaligned-pass", "dmarc-pass"},
+			signs:    []string{"srs", "relayed-after-signature"},
+			check: func(t *testing.T, r *Report) {
+				var srs *SRS
+				for _, id := range r.Identities {
+					if id.Kind == IdentityMailFrom {
+						srs = id.SRS
+					}
+				}
+				if srs == nil || srs.Forwarder != "relay.example" || srs.OriginalDomain != "sender.example" || srs.OriginalLocal != "alice" {
+					t.Errorf("SRS = %+v", srs)
+				}
+			},
+		},
 	}
 	for _, fx := range fixtures {
 		t.Run(fx.name, func(t *testing.T) {
