@@ -299,6 +299,13 @@ func (d *SMTP) Deliver(ctx context.Context, msg Message) Result {
 		}
 		pending = nil
 	}
+	if err := ctx.Err(); err != nil {
+		for _, i := range pending {
+			results[i].Err = tempErr(ErrTimeout, "before delivery: %v", err)
+			results[i].Reply = localReply(StatusTemporary, ErrTimeout)
+		}
+		pending = nil
+	}
 	for _, host := range d.cfg.Hosts {
 		if len(pending) == 0 || ctx.Err() != nil {
 			break

@@ -276,6 +276,11 @@ func TestSMTPContextDeadline(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("Deliver returned after %v, the context allowed 300ms", el)
 	}
+	// A context already done: nothing is attempted.
+	res = d.Deliver(ctx, Message{MailFrom: "a@example.net", Rcpts: []string{"x@example.org"}, Data: testMessage(100)})
+	if res.Status != StatusTemporary || !errors.Is(res.Err, ErrTimeout) {
+		t.Errorf("expired context: %v %v", res.Status, res.Err)
+	}
 }
 
 func TestSMTPGreetingRefusedIsTemporary(t *testing.T) {

@@ -202,7 +202,7 @@ type message struct {
 // bytes with ErrDataTooLarge), mapping its errors.
 func readData(r io.Reader, max, sizeHint int64) (message, error) {
 	var buf bytes.Buffer
-	hint := int64(64 << 10)
+	hint := int64(16 << 10)
 	if sizeHint > 0 {
 		hint = sizeHint + 1024
 	}
