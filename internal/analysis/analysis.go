@@ -277,10 +277,11 @@ func (a *Analyzer) Run(ctx context.Context, in Input) *Verdict {
 		v.DMARC = dmarc.Result{Result: dmarc.PermError, Mode: a.cfg.DMARCMode, AuthorExists: true,
 			Reason: "no single Author Domain: " + v.Author.Fault.Describe(), Err: v.Author.Err}
 	} else {
+		din := v.dmarcInput()
 		dph := newPhase(ctx, timeout)
 		defer dph.cancel()
 		dm := start(dph, "dmarc", func(ctx context.Context) dmarc.Result {
-			return dmarc.Evaluate(ctx, a.cfg.Resolver, v.dmarcInput(), a.dmarcOpts)
+			return dmarc.Evaluate(ctx, a.cfg.Resolver, din, a.dmarcOpts)
 		})
 		v.DMARC, err = dm.wait()
 		v.note(dm, err)
