@@ -116,7 +116,7 @@ func TestRelayDenied(t *testing.T) {
 	h := &recorder{}
 	srv, addr := startGW(t, h, nil)
 	c := dial(t, addr)
-	if err := c.Mail("a@example.net", nil); err != nil {
+	if err := c.Mail("a@example.net", &smtp.MailOptions{UTF8: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -149,6 +149,15 @@ func TestRelayDenied(t *testing.T) {
 	}
 	if got := srv.Stats().Total().RcptDenied; got != 5 {
 		t.Errorf("RcptDenied = %d, want 5", got)
+	}
+	// RFC 6531 §3.4: non-ASCII addresses need the SMTPUTF8 parameter.
+	c3 := dial(t, addr)
+	if code, enh, _ := smtpCode(c3.Mail("j\u00f6rg@example.net", nil)); code != 553 || enh != (smtp.EnhancedCode{5, 6, 7}) {
+		t.Errorf("non-ASCII MAIL without SMTPUTF8: %d %v", code, enh)
+	}
+	c3.Mail("a@example.net", nil)
+	if code, enh, _ := smtpCode(c3.Rcpt("x@b\u00fccher.example", nil)); code != 553 || enh != (smtp.EnhancedCode{5, 6, 7}) {
+		t.Errorf("non-ASCII RCPT without SMTPUTF8: %d %v", code, enh)
 	}
 	// Only a refused recipient: no DATA.
 	c2 := dial(t, addr)

@@ -80,6 +80,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 3207 §4.
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
 	}
+	if !isASCII(from) && (opts == nil || !opts.UTF8) {
+		return errNonASCII
+	}
 	if !s.tc.state.CompareAndSwap(connIdle, connTx) && s.tc.state.Load() != connTx {
 		return smtpErr(ErrorReply(ErrShuttingDown, ""))
 	}
@@ -91,7 +94,23 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
+// errNonASCII refuses a non-ASCII address in a transaction without the
+// SMTPUTF8 parameter (RFC 6531 §3.4 requires it; §3.5: 553 5.6.7).
+var errNonASCII = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !isASCII(to) && !s.params.SMTPUTF8 {
+		return errNonASCII
+	}
 	if !s.l.acceptsRcpt(to) {
 		s.l.nRcptDenied.Add(1)
 		// RFC 5321 §3.6.2 (no open relay); RFC 7372 / RFC 3463 X.7.1.
