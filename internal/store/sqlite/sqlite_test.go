@@ -277,27 +277,35 @@ func TestGroupCommitBatches(t *testing.T) {
 	}
 }
 
+// With BatchWait set, the writer holding one operation waits for more:
+// records arriving 50 ms after the first share its commit.
 func TestBatchWait(t *testing.T) {
 	o := quietOptions()
-	o.BatchWait = 50 * time.Millisecond
+	o.BatchWait = 400 * time.Millisecond
 	s := open(t, t.TempDir(), o)
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	for i := range 20 {
+	put := func(id string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * time.Millisecond)
-			if err := s.PutEvidence(ctx, record(fmt.Sprintf("bw-%d", i), time.Now())); err != nil {
+			if err := s.PutEvidence(ctx, record(id, time.Now())); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
+	start := time.Now()
+	put("bw-first")
+	time.Sleep(50 * time.Millisecond)
+	for i := range 4 {
+		put(fmt.Sprintf("bw-%d", i))
+	}
 	wg.Wait()
-	// Arrivals spread over 20 ms fall within one 50 ms window (two if
-	// the first commit is already running when the rest arrive).
-	if st := s.Stats(); st.Evidence != 20 || st.Batches > 2 {
-		t.Errorf("Stats = %+v, want 20 records in at most 2 batches", st)
+	if st := s.Stats(); st.Evidence != 5 || st.Batches != 1 {
+		t.Errorf("Stats = %+v, want 5 records in 1 batch", st)
+	}
+	if el := time.Since(start); el < o.BatchWait {
+		t.Errorf("batch committed after %v, before BatchWait %v", el, o.BatchWait)
 	}
 }
 
