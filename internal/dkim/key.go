@@ -206,6 +206,18 @@ func decodeBase64(s string) ([]byte, error) {
 	return base64.RawStdEncoding.DecodeString(s)
 }
 
+// decodeBase64Bytes decodes standard base64, with or without padding,
+// into a new slice.
+func decodeBase64Bytes(b []byte) ([]byte, error) {
+	enc := base64.StdEncoding
+	if len(b) > 0 && b[len(b)-1] != '=' && len(b)%4 != 0 {
+		enc = base64.RawStdEncoding
+	}
+	out := make([]byte, enc.DecodedLen(len(b)))
+	n, err := enc.Decode(out, b)
+	return out[:n], err
+}
+
 // KeyName returns the DNS name of the key record for selector and domain:
 // selector._domainkey.domain (RFC 6376 §3.6.2.1).
 func KeyName(selector, domain string) string {

@@ -142,8 +142,11 @@ func ParseSignature(f *message.Field) (*Signature, error) {
 	if a, ok := tags.Get("a"); ok {
 		s.Algorithm = Algorithm(strings.ToLower(a))
 	}
+	var bStack [1024]byte
+	var bClean []byte // b= without white space
 	if b, ok := tags.Get("b"); ok {
-		s.B = removeFWS(b)
+		bClean = appendWithoutFWS(bStack[:0], b)
+		s.B = string(bClean)
 	}
 	for _, t := range [...]string{"v", "a", "b", "bh", "d", "h", "s"} {
 		if !tags.Has(t) {
@@ -186,10 +189,11 @@ func ParseSignature(f *message.Field) (*Signature, error) {
 		return s, ErrFromNotSigned
 	}
 	bh, _ := tags.Get("bh")
-	if s.BodyHash, err = decodeBase64(removeFWS(bh)); err != nil || len(s.BodyHash) == 0 {
+	var bhStack [128]byte
+	if s.BodyHash, err = decodeBase64Bytes(appendWithoutFWS(bhStack[:0], bh)); err != nil || len(s.BodyHash) == 0 {
 		return s, fmt.Errorf("%w: bh= is not base64", ErrInvalidSignature)
 	}
-	if s.Value, err = decodeBase64(s.B); err != nil || len(s.Value) == 0 {
+	if s.Value, err = decodeBase64Bytes(bClean); err != nil || len(s.Value) == 0 {
 		return s, fmt.Errorf("%w: b= is not base64", ErrInvalidSignature)
 	}
 	s.Identity = "@" + s.Domain

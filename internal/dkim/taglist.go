@@ -131,6 +131,16 @@ func removeFWS(s string) string {
 	return string(b)
 }
 
+// appendWithoutFWS appends s without its white space to dst.
+func appendWithoutFWS(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !isFWSOctet(s[i]) {
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
+}
+
 // validTagName checks tag-name = ALPHA *ALNUMPUNC (RFC 6376 §3.2).
 func validTagName(s string) bool {
 	if s == "" || !isAlpha(s[0]) {

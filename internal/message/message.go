@@ -285,7 +285,10 @@ func (f *Field) init(raw []byte, s string) error {
 	if colon < 0 {
 		return fmt.Errorf("%w: a line without a colon: %q", ErrMalformed, clip(s))
 	}
-	name := strings.TrimRight(s[:colon], " \t")
+	name := s[:colon]
+	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+		name = name[:len(name)-1]
+	}
 	if name == "" {
 		return fmt.Errorf("%w: empty field name: %q", ErrMalformed, clip(s))
 	}
