@@ -55,7 +55,8 @@ var (
 	// ErrInvalid: an argument is malformed (empty id, unknown action,
 	// missing time, bad cursor).
 	ErrInvalid = errors.New("store: invalid argument")
-	// ErrTooLarge: a quarantined body exceeds the back end's limit.
+	// ErrTooLarge: a quarantined body or an evidence record exceeds the
+	// back end's limit.
 	ErrTooLarge = errors.New("store: message body too large")
 	// ErrCorrupt: a stored body is missing or does not match its recorded
 	// size and SHA-256, or a supplied body does not match the digest the
@@ -148,8 +149,10 @@ const (
 	MaxLimit     = 1000
 )
 
-// EvidenceQuery selects evidence records. Every set field must match;
-// strings match case-insensitively and exactly (no wildcards).
+// EvidenceQuery selects evidence records. Every set field must match, in
+// full (no wildcards). Addresses and domains match without regard to case
+// or angle brackets; the Message-ID, rule, listener and exception match
+// exactly.
 type EvidenceQuery struct {
 	// Sender matches the envelope MAIL FROM address or the address of the
 	// header From field.

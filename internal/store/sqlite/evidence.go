@@ -26,13 +26,16 @@ type evidenceRow struct {
 	json          string
 }
 
-func encodeEvidence(r *evidence.Record) (*evidenceRow, error) {
+func encodeEvidence(r *evidence.Record, maxSize int) (*evidenceRow, error) {
 	if err := store.ValidateRecord(r); err != nil {
 		return nil, err
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %w", store.ErrInvalid, r.ID, err)
+	}
+	if len(b) > maxSize {
+		return nil, fmt.Errorf("%w: record %s is %d bytes of JSON, limit %d", store.ErrTooLarge, r.ID, len(b), maxSize)
 	}
 	row := &evidenceRow{
 		id:            r.ID,
@@ -53,7 +56,7 @@ func encodeEvidence(r *evidence.Record) (*evidenceRow, error) {
 // PutEvidence implements store.Store: it returns once the batch holding r
 // is committed (fsynced).
 func (s *Store) PutEvidence(ctx context.Context, r *evidence.Record) error {
-	row, err := encodeEvidence(r)
+	row, err := encodeEvidence(r, s.opts.MaxRecordSize)
 	if err != nil {
 		return err
 	}
@@ -64,7 +67,7 @@ func (s *Store) PutEvidence(ctx context.Context, r *evidence.Record) error {
 // A record that then fails to commit is logged and counted in
 // Stats.Failed.
 func (s *Store) EnqueueEvidence(ctx context.Context, r *evidence.Record) error {
-	row, err := encodeEvidence(r)
+	row, err := encodeEvidence(r, s.opts.MaxRecordSize)
 	if err != nil {
 		return err
 	}

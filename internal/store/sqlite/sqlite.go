@@ -75,6 +75,10 @@ type Options struct {
 	BusyTimeout time.Duration
 	// MaxBodySize bounds a quarantined message body. Default 64 MiB.
 	MaxBodySize int64
+	// MaxRecordSize bounds an evidence record encoded as JSON (its
+	// strings come from the message: subject, header From, the
+	// Authentication-Results). Default 1 MiB.
+	MaxRecordSize int
 	// OrphanGrace is how old a body file without a row, or a temporary
 	// file, must be before Prune removes it. Default 1h.
 	OrphanGrace time.Duration
@@ -104,6 +108,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if v.MaxBodySize <= 0 {
 		v.MaxBodySize = 64 << 20
+	}
+	if v.MaxRecordSize <= 0 {
+		v.MaxRecordSize = 1 << 20
 	}
 	if v.OrphanGrace <= 0 {
 		v.OrphanGrace = time.Hour

@@ -106,7 +106,7 @@ func TestMigrationsFreshAndIdempotent(t *testing.T) {
 }
 
 func TestDataDirectoryLayout(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data", "nested")
+	dir := filepath.Join(t.TempDir(), "data dir #1 100%", "nested?x=1")
 	s := open(t, dir, nil)
 	ctx := context.Background()
 	body := []byte("Subject: x\r\n\r\nbody\r\n")
@@ -531,5 +531,24 @@ func TestFailingStatementIsolatedFromItsBatch(t *testing.T) {
 	}
 	if _, err := s.GetEvidence(ctx, "poison"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("refused record: %v", err)
+	}
+}
+
+func TestRecordTooLarge(t *testing.T) {
+	o := quietOptions()
+	o.MaxRecordSize = 4096
+	s := open(t, t.TempDir(), o)
+	ctx := context.Background()
+	r := record("big", time.Now())
+	r.Subject = strings.Repeat("x", 5000)
+	if err := s.PutEvidence(ctx, r); !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("5 KB subject with a 4 KB limit: %v, want ErrTooLarge", err)
+	}
+	if err := s.EnqueueEvidence(ctx, r); !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("EnqueueEvidence: %v, want ErrTooLarge", err)
+	}
+	r.Subject = "short"
+	if err := s.PutEvidence(ctx, r); err != nil {
+		t.Errorf("small record: %v", err)
 	}
 }
