@@ -305,10 +305,15 @@ func parseDate(s string) time.Time {
 	if clean == "" {
 		return time.Time{}
 	}
+	// The RFC 5322 form with a numeric zone first: nearly every MTA
+	// writes it, and net/mail tries many layouts before it.
+	if t, err := time.Parse(dateLayouts[0], clean); err == nil {
+		return t
+	}
 	if t, err := mail.ParseDate(clean); err == nil {
 		return t
 	}
-	for _, l := range dateLayouts {
+	for _, l := range dateLayouts[1:] {
 		if t, err := time.Parse(l, clean); err == nil {
 			return t
 		}
