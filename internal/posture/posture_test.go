@@ -203,12 +203,12 @@ func findingText(a Area, code string) string {
 func TestCheck(t *testing.T) {
 	check := checker(t)
 	type want struct {
-		area      func(r *Report) *Area
-		status    Status
-		codes     []string
-		absent    []string
-		grade     string
-		check     func(t *testing.T, r *Report)
+		area   func(r *Report) *Area
+		status Status
+		codes  []string
+		absent []string
+		grade  string
+		check  func(t *testing.T, r *Report)
 	}
 	spfA := func(r *Report) *Area { return &r.SPF.Area }
 	dmA := func(r *Report) *Area { return &r.DMARC.Area }
