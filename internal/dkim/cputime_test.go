@@ -75,15 +75,27 @@ func TestVerifyCPUTime(t *testing.T) {
 	bodyS := func() { bh := NewBodyHasher(Simple, crypto.SHA256, -1); bh.Write(body); bh.Sum() }
 	sha := func() { sha256.Sum256(body) }
 	hdr := func() { message.ReadHeader(bufio.NewReader(bytes.NewReader(msg)), message.Limits{}) }
-	var os_, ths, fs []time.Duration
-	for range 7 {
-		os_ = append(os_, cpuPerOp(2000, ours))
-		ths = append(ths, cpuPerOp(2000, theirs))
-		fs = append(fs, cpuPerOp(2000, floor))
+	var os_, ths, fs, rf, rt []time.Duration
+	for range 9 {
+		o, th, f := cpuPerOp(1000, ours), cpuPerOp(1000, theirs), cpuPerOp(1000, floor)
+		os_, ths, fs = append(os_, o), append(ths, th), append(fs, f)
+		// Ratios of adjacent measurements, in thousandths.
+		rf = append(rf, 1000*o/f)
+		rt = append(rt, 1000*o/th)
 	}
-	o, th, f := median(os_), median(ths), median(fs)
-	t.Logf("median of 7 rounds of thread CPU time per verification: ours %v, go-msgauth %v, floor %v; ours/floor %.2f, ours/go-msgauth %.2f",
-		o, th, f, float64(o)/float64(f), float64(o)/float64(th))
+	t.Logf("median of 9 rounds of thread CPU time per verification: ours %v, go-msgauth %v, floor %v; "+
+		"median per-round ratio ours/floor %.2f, ours/go-msgauth %.2f",
+		median(os_), median(ths), median(fs), float64(median(rf))/1000, float64(median(rt))/1000)
+	msgS, recS, _ := benchMessageCanon(b, "simple/simple")
+	vS := &Verifier{Resolver: staticResolver{&dns.Response{Records: []dns.Record{txtRecord(recS)}}}}
+	rS := bytes.NewReader(msgS)
+	oursSimple := func() { rS.Reset(msgS); vS.Verify(ctx, rS) }
+	var ss, sf []time.Duration
+	for range 9 {
+		o, f := cpuPerOp(1000, oursSimple), cpuPerOp(1000, floor)
+		ss, sf = append(ss, o), append(sf, 1000*o/f)
+	}
+	t.Logf("simple/simple: ours %v, median per-round ratio ours/floor %.2f", median(ss), float64(median(sf))/1000)
 	t.Logf("parts: relaxed body hash %v, simple body hash %v, SHA-256 of the body %v, header parsing %v",
 		cpuPerOp(2000, bodyR), cpuPerOp(2000, bodyS), cpuPerOp(2000, sha), cpuPerOp(2000, hdr))
 }
