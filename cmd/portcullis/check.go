@@ -141,6 +141,7 @@ cannot be written.`,
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				if err := enc.Encode(reports); err != nil {
 					return err
 				}

@@ -86,6 +86,7 @@ read; 2 for a usage error.`,
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				return enc.Encode(rep)
 			}
 			return forensics.WriteText(out, rep)

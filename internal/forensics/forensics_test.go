@@ -102,11 +102,14 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, filepath.Join("testdata", fx.name+".txt"), text.Bytes())
-			js, err := json.MarshalIndent(rep, "", "  ")
-			if err != nil {
+			var js bytes.Buffer
+			enc := json.NewEncoder(&js)
+			enc.SetIndent("", "  ")
+			enc.SetEscapeHTML(false) // as the command writes it
+			if err := enc.Encode(rep); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", fx.name+".json"), append(js, '\n'))
+			golden(t, filepath.Join("testdata", fx.name+".json"), js.Bytes())
 		})
 	}
 }
