@@ -323,7 +323,7 @@ func TestOverTheWire(t *testing.T) {
 	fx := fixtures[1]
 	eml, z := loadFixture(t, fx.name)
 	srv := dnstest.Serve(t, z)
-	wire := explainFixture(t, fx, srv.Resolver(t, 300*time.Millisecond), eml)
+	wire := explainFixture(t, fx, srv.Resolver(t, time.Second), eml)
 	direct := explainFixture(t, fx, z, eml)
 	wj, _ := json.Marshal(wire)
 	dj, _ := json.Marshal(direct)

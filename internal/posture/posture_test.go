@@ -177,7 +177,7 @@ func itoa(i int) string {
 // checker checks domains against the test zone served over the wire.
 func checker(t testing.TB) func(domain string, selectors ...string) *Report {
 	srv := dnstest.Serve(t, testZone(t))
-	r := srv.Resolver(t, 300*time.Millisecond)
+	r := srv.Resolver(t, time.Second)
 	return func(domain string, selectors ...string) *Report {
 		return Check(context.Background(), r, domain, &Options{Selectors: selectors, Now: func() time.Time { return checkedAt }})
 	}
