@@ -49,6 +49,39 @@ type Record struct {
 	Auth                  Auth     `json:"auth"`
 	AuthenticationResults string   `json:"authentication_results"`
 	Decision              Decision `json:"decision"`
+
+	// Path is the inbound path that received the message: "smtp" (a
+	// listener of the gateway) or "milter" (inside an MTA); empty for a
+	// message checked offline.
+	Path string `json:"path,omitempty"`
+	// QueueID is the MTA's queue id of the message (milter path).
+	QueueID string `json:"queue_id,omitempty"`
+	// Delivery is the final routing of a message policy decided to
+	// deliver: what the downstream answered.
+	Delivery *Delivery `json:"delivery,omitempty"`
+}
+
+// Delivery is the outcome of handing a message downstream.
+type Delivery struct {
+	// Status is "accepted", "temporary" or "permanent".
+	Status string `json:"status"`
+	// Host is the downstream that gave the deciding answer ("" for a
+	// local mailbox or the milter's MTA).
+	Host string `json:"host,omitempty"`
+	// TLS describes the downstream connection's TLS ("" when plaintext).
+	TLS string `json:"tls,omitempty"`
+	// Reply is the deciding reply, e.g. "250 2.0.0 Ok: queued".
+	Reply string `json:"reply,omitempty"`
+	// Rcpts is the outcome per recipient, when the downstream told them
+	// apart.
+	Rcpts []DeliveryRcpt `json:"rcpts,omitempty"`
+}
+
+// DeliveryRcpt is the downstream's answer for one recipient.
+type DeliveryRcpt struct {
+	Rcpt   string `json:"rcpt"`
+	Status string `json:"status"`
+	Reply  string `json:"reply,omitempty"`
 }
 
 // Client holds the connection facts.
