@@ -6,18 +6,16 @@
 //  1. the analysis (package analysis: SPF RFC 7208, DKIM RFC 6376/8301/8463,
 //     ARC RFC 8617, iprev RFC 8601 §3, then DMARC RFC 9989);
 //  2. the decision (policy.Decide, the policy of the listener);
-//  3. the action:
-//     - reject: the policy's 5xx (550 5.7.x, RFC 7372), generic text and
-//     the evidence id;
-//     - defer: the policy's 4xx (451 4.7.x); the sender keeps the message;
-//     - quarantine: the message is stored durably (store.PutQuarantine,
-//     fsynced), and only then 250; a storage failure is 451;
-//     - deliver: Authentication-Results fields that claim our authserv-id
-//     (or that do not parse, or that come from untrusted services when so
-//     configured) are removed and ours is prepended (RFC 8601 §5), and the
-//     message is handed to the adapter's Deliverer; 250 only once the
-//     downstream accepted it (see Deliverer for the mapping of its
-//     answers);
+//  3. the action, one of four: reject (the policy's 5xx, e.g. 550 5.7.x of
+//     RFC 7372, with a generic text and the evidence id); defer (the
+//     policy's 4xx, e.g. 451 4.7.x: the sender keeps the message);
+//     quarantine (the message is stored durably with store.PutQuarantine,
+//     fsynced, and only then 250; a storage failure is 451); deliver (the
+//     Authentication-Results fields that claim our authserv-id, that do not
+//     parse, or that come from untrusted services when so configured are
+//     removed and ours is prepended, RFC 8601 §5, and the message is handed
+//     to the adapter's Deliverer; 250 only once the downstream accepted it,
+//     see Deliverer for how its answers map to replies);
 //  4. exactly one evidence record, naming the configuration version.
 //
 // There is no queue: a message is either accepted by the downstream (or the
