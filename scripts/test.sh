@@ -22,6 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "== installing Debian packages: ${missing[*]}"
 	if [ "$(id -u)" -eq 0 ]; then
 		export DEBIAN_FRONTEND=noninteractive
+		# postfix would otherwise configure the machine's own mail system;
+		# its tests run private instances and need none.
+		if command -v debconf-set-selections >/dev/null 2>&1; then
+			echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+		fi
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	else
