@@ -10,9 +10,9 @@ import (
 
 func BenchmarkComputeHash(b *testing.B) {
 	e := &audit.Event{Seq: 12345, Time: t0, Actor: "alice", Action: audit.ExceptionApprove,
-		Object: audit.Object{Type: "exception", ID: "exc-partner-po"},
-		Before: json.RawMessage(`{"state":"requested","from_domains":["partner.example"],"binding":{"dkim_domains":["mailprovider.example"]}}`),
-		After:  json.RawMessage(`{"state":"active","from_domains":["partner.example"],"binding":{"dkim_domains":["mailprovider.example"]}}`),
+		Object:   audit.Object{Type: "exception", ID: "exc-partner-po"},
+		Before:   json.RawMessage(`{"state":"requested","from_domains":["partner.example"],"binding":{"dkim_domains":["mailprovider.example"]}}`),
+		After:    json.RawMessage(`{"state":"active","from_domains":["partner.example"],"binding":{"dkim_domains":["mailprovider.example"]}}`),
 		PrevHash: audit.Genesis}
 	b.ReportAllocs()
 	for b.Loop() {
