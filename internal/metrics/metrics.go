@@ -11,7 +11,6 @@
 package metrics
 
 import (
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"portcullis/internal/dns"
@@ -235,4 +234,3 @@ func RegisterInfo(reg prometheus.Registerer, version, configVersion string) {
 	g.Set(1)
 	reg.MustRegister(g)
 }
-
