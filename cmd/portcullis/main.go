@@ -58,6 +58,9 @@ func newRootCmd() *cobra.Command {
 		newVerifyCmd(g),
 		newExplainCmd(g),
 		newCheckCmd(g),
+		newServeCmd(g),
+		newConfigCmd(g),
+		newTraceCmd(g),
 	)
 	return root
 }
