@@ -378,4 +378,3 @@ func TestPostfixMilterTimeout(t *testing.T) {
 		})
 	}
 }
-
