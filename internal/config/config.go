@@ -116,6 +116,9 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown: the transactions in
 	// flight get this long to finish. Default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Milter configures `portcullis milter` (milter.go, docs/postfix.md).
+	// Default absent: MilterSection gives its defaults.
+	Milter *MilterConfig `yaml:"milter,omitempty"`
 }
 
 // AuthResultsConfig configures the removal of inbound
@@ -470,6 +473,7 @@ func (c *Config) fill() {
 	str(&c.Logging.Level, "info")
 	str(&c.Logging.Format, "text")
 	dur(&c.ShutdownTimeout, 30*time.Second)
+	c.fillMilter()
 }
 
 // YAML returns the effective configuration as YAML: every default filled

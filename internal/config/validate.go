@@ -84,6 +84,9 @@ func (c *Config) Validate() error {
 	if err := c.validateDownstream(); err != nil {
 		return err
 	}
+	if err := c.validateMilter(); err != nil {
+		return err
+	}
 	for _, d := range []struct {
 		path string
 		v    Duration
