@@ -61,6 +61,7 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(g),
 		newConfigCmd(g),
 		newTraceCmd(g),
+		newMilterCmd(g),
 	)
 	return root
 }
