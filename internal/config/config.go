@@ -310,6 +310,12 @@ type StoreConfig struct {
 	// PruneInterval is how often expired records and messages are
 	// deleted. Default 1h.
 	PruneInterval Duration `yaml:"prune_interval"`
+	// BatchWait is how long the store's writer, holding one record, waits
+	// for more before it commits them together (one fsync per batch).
+	// The records of delivered, rejected and deferred messages are
+	// written after their reply, so the wait delays no reply; a
+	// quarantined message's 250 waits for it. Default 20ms.
+	BatchWait Duration `yaml:"batch_wait"`
 }
 
 // MetricsConfig configures the HTTP server of /metrics (Prometheus text
@@ -319,6 +325,9 @@ type MetricsConfig struct {
 	Address string `yaml:"address"`
 	// Disabled turns the server off. Default false.
 	Disabled bool `yaml:"disabled"`
+	// Pprof also serves the Go profiler under /debug/pprof/ (for
+	// performance work; keep the address on the loopback). Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LoggingConfig configures the logs (log/slog on standard error).
@@ -469,6 +478,7 @@ func (c *Config) fill() {
 	dur(&c.Store.EvidenceRetention, 90*24*time.Hour)
 	dur(&c.Store.QuarantineRetention, 30*24*time.Hour)
 	dur(&c.Store.PruneInterval, time.Hour)
+	dur(&c.Store.BatchWait, 20*time.Millisecond)
 	str(&c.Metrics.Address, DefaultMetricsAddress)
 	str(&c.Logging.Level, "info")
 	str(&c.Logging.Format, "text")

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"portcullis/internal/authres"
 	"portcullis/internal/policy"
@@ -90,10 +91,13 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		path string
 		v    Duration
-	}{{"store.evidence_retention", c.Store.EvidenceRetention}, {"store.quarantine_retention", c.Store.QuarantineRetention}, {"store.prune_interval", c.Store.PruneInterval}, {"shutdown_timeout", c.ShutdownTimeout}} {
+	}{{"store.evidence_retention", c.Store.EvidenceRetention}, {"store.quarantine_retention", c.Store.QuarantineRetention}, {"store.prune_interval", c.Store.PruneInterval}, {"store.batch_wait", c.Store.BatchWait}, {"shutdown_timeout", c.ShutdownTimeout}} {
 		if d.v < 0 {
 			return errorf(d.path, "must not be negative")
 		}
+	}
+	if c.Store.BatchWait > Duration(time.Second) {
+		return errorf("store.batch_wait", "%s is more than 1s: quarantined messages wait for it", c.Store.BatchWait)
 	}
 	if !c.Metrics.Disabled {
 		if _, _, err := net.SplitHostPort(c.Metrics.Address); err != nil {

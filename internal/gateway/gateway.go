@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Gateway, err er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	if g.store, err = sqlite.Open(ctx, cfg.DataDir, &sqlite.Options{Logger: g.log}); err != nil {
+	if g.store, err = sqlite.Open(ctx, cfg.DataDir, &sqlite.Options{Logger: g.log, BatchWait: cfg.Store.BatchWait.D()}); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if err := g.store.PutConfigVersion(ctx, g.hash, string(yamlText)); err != nil {
@@ -204,6 +205,12 @@ func (g *Gateway) Start() error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", g.healthz)
+		if g.cfg.Metrics.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := g.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
