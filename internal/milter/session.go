@@ -48,8 +48,10 @@ func newSession(s *Server, version uint32) *session {
 }
 
 // NewConnection implements gomilter.Milter.
-func (ss *session) NewConnection(gomilter.Modifier) error {
+func (ss *session) NewConnection(m gomilter.Modifier) error {
 	ss.resetConnection()
+	ss.srv.cfg.Logger.Debug("milter: MTA connected", "milter_id", m.MilterId(), "version", m.Version(),
+		"actions", m.Actions().String(), "protocol", m.Protocol().String())
 	return nil
 }
 
