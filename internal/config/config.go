@@ -119,6 +119,9 @@ type Config struct {
 	// Milter configures `portcullis milter` (milter.go, docs/postfix.md).
 	// Default absent: MilterSection gives its defaults.
 	Milter *MilterConfig `yaml:"milter,omitempty"`
+	// Governance configures exceptions, sealers, releases and the audit
+	// log (governance.go, docs/governance.md).
+	Governance GovernanceConfig `yaml:"governance"`
 }
 
 // AuthResultsConfig configures the removal of inbound
@@ -484,6 +487,7 @@ func (c *Config) fill() {
 	str(&c.Logging.Format, "text")
 	dur(&c.ShutdownTimeout, 30*time.Second)
 	c.fillMilter()
+	c.fillGovernance()
 }
 
 // YAML returns the effective configuration as YAML: every default filled

@@ -88,6 +88,9 @@ func (c *Config) Validate() error {
 	if err := c.validateMilter(); err != nil {
 		return err
 	}
+	if err := c.validateGovernance(); err != nil {
+		return err
+	}
 	for _, d := range []struct {
 		path string
 		v    Duration

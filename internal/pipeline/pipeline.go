@@ -216,6 +216,10 @@ type Config struct {
 	// (QuarantineItem.ExpiresAt). Default 30 days.
 	QuarantineRetention time.Duration
 
+	// PolicySource, when set, adds the governed exceptions and trusted
+	// ARC sealers in force to each message's policy. Default none.
+	PolicySource PolicySource
+
 	// Observer, when set, sees every Outcome.
 	Observer Observer
 	// Logger receives the pipeline's logs. Default slog.Default().
@@ -408,9 +412,11 @@ func (p *Pipeline) Process(ctx context.Context, tx *Transaction) (out Outcome) {
 
 	// 2. Decision.
 	t = time.Now()
-	d := policy.Decide(st.pol, v, policy.Envelope{
+	env := policy.Envelope{
 		Listener: tx.Listener, ClientIP: tx.ClientIP, MailFrom: tx.MailFrom, RcptTo: tx.RcptTo, ReceivedAt: received,
-	})
+	}
+	st.pol = p.messagePolicy(st.pol, env)
+	d := policy.Decide(st.pol, v, env)
 	out.Timings.Decision = time.Since(t)
 	out.Decision = d
 	out.Action, out.Rule = d.Action, d.Rule
