@@ -15,12 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"portcullis/internal/audit"
 	"portcullis/internal/dkim"
+	"portcullis/internal/governance"
 	"portcullis/internal/evidence"
 	"portcullis/internal/message"
 	"portcullis/internal/milter"
 	"portcullis/internal/milter/postfixtest"
 	"portcullis/internal/pipeline"
+	"portcullis/internal/quarantine"
 	"portcullis/internal/relay"
 	"portcullis/internal/scenarios"
 	"portcullis/internal/store"
@@ -274,12 +277,24 @@ func testPostfixQuarantine(t *testing.T, r *rig) {
 		t.Fatal(err)
 	}
 	defer rel.Close()
-	res, err := milter.Reinject(ctx, r.store, rel, rec.ID)
+	// The quarantine's own release, as `portcullis quarantine release`
+	// runs it, with the milter's route: back into Postfix, not to a
+	// gateway downstream (there is none here).
+	qst := r.store.(quarantine.Store)
+	alog, err := audit.New(qst, nil)
 	if err != nil {
-		t.Fatalf("reinject: %v (%+v)", err, res)
-	}
-	if err := r.store.UpdateQuarantineState(ctx, rec.ID, store.Held, store.Released, "tester"); err != nil {
 		t.Fatal(err)
+	}
+	mgr := quarantine.NewManager(qst, alog, quarantine.Config{}, quarantine.ManagerOptions{
+		DelivererFor: milter.ReleaseRoute(r.store, nil, rel),
+		Roles:        governance.Roles{"bob": governance.RoleAdmin},
+		Logger:       scenarios.QuietLogger(),
+	})
+	if res, err := mgr.Release(ctx, rec.ID, "bob"); err != nil {
+		t.Fatalf("release: %v (%+v)", err, res)
+	}
+	if item, err := r.store.GetQuarantine(ctx, rec.ID); err != nil || item.State != store.Released {
+		t.Errorf("after the release: %+v %v", item, err)
 	}
 	got, err := r.sink.Find(waitCtx(t), postfixtest.ByMessageID(id))
 	if err != nil {
@@ -288,6 +303,9 @@ func testPostfixQuarantine(t *testing.T, r *rig) {
 	ars := got.Header("Authentication-Results")
 	if len(ars) != 1 || !strings.HasPrefix(ars[0], scenarios.AuthServID+";") || !strings.Contains(ars[0], "dmarc=fail") {
 		t.Errorf("released message's Authentication-Results %q", ars)
+	}
+	if rel := got.Header("X-Portcullis-Released"); len(rel) != 1 || !strings.Contains(rel[0], "by bob") {
+		t.Errorf("X-Portcullis-Released %q", rel)
 	}
 	if got.MailFrom != sc.MailFrom || len(got.Rcpts) != 1 || got.Rcpts[0] != sc.Rcpt {
 		t.Errorf("released envelope %q %v", got.MailFrom, got.Rcpts)
@@ -307,8 +325,43 @@ func testPostfixQuarantine(t *testing.T, r *rig) {
 		t.Errorf("%d evidence records after the release: the milter saw it again", len(page.Records))
 	}
 	// A second release of the same item is refused.
-	if _, err := milter.Reinject(ctx, r.store, rel, rec.ID); !errors.Is(err, milter.ErrNotHeld) {
-		t.Errorf("second release: %v", err)
+	if _, err := mgr.Release(ctx, rec.ID, "bob"); err == nil {
+		t.Error("second release accepted")
+	}
+}
+
+// TestReleaseRoute: the quarantine sends an item back the way it came.
+func TestReleaseRoute(t *testing.T) {
+	ctx := context.Background()
+	st := scenarios.OpenStore(t)
+	put := func(id, path string) *store.QuarantineItem {
+		rec := &evidence.Record{ID: id, ReceivedAt: time.Now().UTC(), Listener: "x", Path: path,
+			Decision: evidence.Decision{Action: evidence.Quarantine, Rule: "dmarc-quarantine"}}
+		if err := st.PutEvidence(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		return &store.QuarantineItem{ID: id}
+	}
+	gw, rel := relay.Deliverer(&relay.Maildir{}), relay.Deliverer(&milter.Releaser{})
+	route := milter.ReleaseRoute(st, gw, rel)
+	if d, err := route(ctx, put("fromsmtp0000001", "smtp")); err != nil || d != gw {
+		t.Errorf("smtp item: %v %v", d, err)
+	}
+	if d, err := route(ctx, put("frommilter00001", "milter")); err != nil || d != rel {
+		t.Errorf("milter item: %v %v", d, err)
+	}
+	// An item without evidence (none should exist) goes the default way.
+	if d, err := route(ctx, &store.QuarantineItem{ID: "noevidence00001"}); err != nil || d != gw {
+		t.Errorf("item without evidence: %v %v", d, err)
+	}
+	// Without a release address a milter item is refused, not delivered
+	// to the gateway's downstream.
+	var none *milter.Releaser
+	if _, err := milter.ReleaseRoute(st, gw, none)(ctx, put("frommilter00002", "milter")); !errors.Is(err, milter.ErrNoRelease) {
+		t.Errorf("milter item without releaser: %v", err)
+	}
+	if _, err := milter.ReleaseRoute(st, gw, nil)(ctx, put("frommilter00003", "milter")); !errors.Is(err, milter.ErrNoRelease) {
+		t.Errorf("milter item with nil releaser: %v", err)
 	}
 }
 

@@ -4,23 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
 
+	"portcullis/internal/pipeline"
 	"portcullis/internal/relay"
 	"portcullis/internal/store"
 )
 
 // ErrNoRelease: a release was asked for but ReleaseConfig.Via is empty.
 var ErrNoRelease = errors.New("milter: no release address configured (milter.release.via)")
-
-// ErrNotHeld: the quarantine item is not in a state that can be released.
-var ErrNotHeld = errors.New("milter: quarantine item is not held")
-
-// DefaultReleaseMaxSize bounds the stored message a release reads.
-const DefaultReleaseMaxSize = 64 << 20
 
 // ReleaseConfig says how a message the milter quarantined goes back into
 // the MTA once it is released.
@@ -49,8 +43,9 @@ type ReleaseConfig struct {
 }
 
 // Releaser re-injects released messages of the milter path. It is a
-// relay.Deliverer, so that the quarantine's release command can hand it a
-// message like it hands one to the gateway's downstream.
+// relay.Deliverer: the quarantine (package quarantine) hands it a released
+// message as it hands one to the gateway's downstream, picked by
+// ReleaseRoute.
 type Releaser struct {
 	smtp    *relay.SMTP
 	timeout time.Duration
@@ -89,39 +84,24 @@ func (r *Releaser) Deliver(ctx context.Context, msg relay.Message) relay.Result 
 // Close releases the client.
 func (r *Releaser) Close() error { return r.smtp.Close() }
 
-// Reinject reads quarantined message id from st (it must be Held or
-// ReleaseRequested) and hands it to d with its original envelope. It does
-// not change the item's state: the caller records the release (with its
-// approval and audit) once Reinject reports the message accepted. The
-// stored body's size and SHA-256 are verified while it is read; a
-// corrupted body is not re-injected.
-func Reinject(ctx context.Context, st store.Store, d relay.Deliverer, id string) (relay.Result, error) {
-	item, err := st.GetQuarantine(ctx, id)
-	if err != nil {
-		return relay.Result{}, err
-	}
-	if item.State != store.Held && item.State != store.ReleaseRequested {
-		return relay.Result{}, fmt.Errorf("%w: %s is %s", ErrNotHeld, id, item.State)
-	}
-	body, err := st.OpenQuarantineBody(ctx, id)
-	if err != nil {
-		return relay.Result{}, err
-	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, DefaultReleaseMaxSize+1))
-	if err != nil {
-		return relay.Result{}, fmt.Errorf("milter: read quarantined %s: %w", id, err)
-	}
-	if len(data) > DefaultReleaseMaxSize {
-		return relay.Result{}, fmt.Errorf("milter: quarantined %s is larger than %d bytes", id, DefaultReleaseMaxSize)
-	}
-	res := d.Deliver(ctx, relay.Message{MailFrom: item.Sender, Rcpts: item.Recipients, Data: data})
-	if res.Status != relay.StatusAccepted {
-		err = res.Err
-		if err == nil {
-			err = fmt.Errorf("milter: release of %s: %s", id, res.Reply.String())
+// ReleaseRoute returns the function by which the quarantine picks where a
+// released item goes (quarantine.ManagerOptions.DelivererFor): an item
+// whose evidence record says the milter received it (path "milter") goes
+// back into the MTA through releaser; any other goes to downstream, the
+// gateway's. A milter item without a releaser (no milter.release.via) is
+// refused with ErrNoRelease rather than delivered somewhere else.
+func ReleaseRoute(st store.Store, downstream, releaser relay.Deliverer) func(ctx context.Context, it *store.QuarantineItem) (relay.Deliverer, error) {
+	return func(ctx context.Context, it *store.QuarantineItem) (relay.Deliverer, error) {
+		rec, err := st.GetEvidence(ctx, it.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("milter: evidence of %s: %w", it.ID, err)
 		}
-		return res, err
+		if rec != nil && rec.Path == string(pipeline.PathMilter) {
+			if r, ok := releaser.(*Releaser); releaser == nil || (ok && r == nil) {
+				return nil, ErrNoRelease
+			}
+			return releaser, nil
+		}
+		return downstream, nil
 	}
-	return res, nil
 }

@@ -80,6 +80,7 @@ type Manager struct {
 	roles   governance.Roles
 	cfg     Config
 	deliver relay.Deliverer
+	route   func(ctx context.Context, it *store.QuarantineItem) (relay.Deliverer, error)
 	now     func() time.Time
 	logger  *slog.Logger
 
@@ -92,6 +93,10 @@ type ManagerOptions struct {
 	// Deliverer re-delivers released messages downstream. Required for
 	// Release and ApproveRelease.
 	Deliverer relay.Deliverer
+	// DelivererFor, when set, picks the Deliverer of each released item
+	// instead of Deliverer: a message held by the milter goes back into
+	// its MTA, not to the gateway's downstream (milter.ReleaseRoute).
+	DelivererFor func(ctx context.Context, it *store.QuarantineItem) (relay.Deliverer, error)
 	// Roles maps actors to roles (governance.Config.Users).
 	Roles governance.Roles
 	// Now is the clock. Default time.Now.
@@ -104,7 +109,7 @@ func NewManager(st Store, log *audit.Log, cfg Config, o ManagerOptions) *Manager
 	if cfg.Retention <= 0 {
 		cfg.Retention = governance.Duration(DefaultRetention)
 	}
-	m := &Manager{st: st, log: log, roles: o.Roles, cfg: cfg, deliver: o.Deliverer, now: o.Now, logger: o.Logger, inflight: map[string]bool{}}
+	m := &Manager{st: st, log: log, roles: o.Roles, cfg: cfg, deliver: o.Deliverer, route: o.DelivererFor, now: o.Now, logger: o.Logger, inflight: map[string]bool{}}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -321,7 +326,15 @@ func (m *Manager) ApproveRelease(ctx context.Context, id, actor string) (*relay.
 // delivery, the message was delivered (the error says so) and a second
 // release could deliver it twice, which is preferred to losing it.
 func (m *Manager) release(ctx context.Context, it *store.QuarantineItem, actor, requestedBy string) (*relay.Result, error) {
-	if m.deliver == nil {
+	deliver := m.deliver
+	if m.route != nil {
+		d, err := m.route(ctx, it)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDelivery, err)
+		}
+		deliver = d
+	}
+	if deliver == nil {
 		return nil, fmt.Errorf("%w: no downstream configured", ErrDelivery)
 	}
 	m.mu.Lock()
@@ -354,7 +367,7 @@ func (m *Manager) release(ctx context.Context, it *store.QuarantineItem, actor, 
 	for _, r := range it.Recipients {
 		smtputf8 = smtputf8 || !isASCII(r)
 	}
-	res := m.deliver.Deliver(ctx, relay.Message{MailFrom: it.Sender, Rcpts: it.Recipients, Data: msg, SMTPUTF8: smtputf8})
+	res := deliver.Deliver(ctx, relay.Message{MailFrom: it.Sender, Rcpts: it.Recipients, Data: msg, SMTPUTF8: smtputf8})
 	if res.Status != relay.StatusAccepted {
 		return &res, fmt.Errorf("%w: %s: %w", ErrDelivery, res.Reply, res.Err)
 	}
