@@ -17,8 +17,8 @@ import (
 
 	"portcullis/internal/audit"
 	"portcullis/internal/dkim"
-	"portcullis/internal/governance"
 	"portcullis/internal/evidence"
+	"portcullis/internal/governance"
 	"portcullis/internal/message"
 	"portcullis/internal/milter"
 	"portcullis/internal/milter/postfixtest"
