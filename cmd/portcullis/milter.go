@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,10 +21,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"portcullis/internal/analysis"
+	"portcullis/internal/audit"
 	"portcullis/internal/config"
+	"portcullis/internal/governance"
 	"portcullis/internal/metrics"
 	"portcullis/internal/milter"
 	"portcullis/internal/pipeline"
+	"portcullis/internal/quarantine"
 	"portcullis/internal/store/sqlite"
 )
 
@@ -119,6 +123,44 @@ func runMilter(ctx context.Context, c *config.Config, log *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
+	// Governance: the exceptions and trusted sealers in force apply to the
+	// milter's mail exactly as to the gateway's (the same store).
+	aopts, err := c.AuditOptions()
+	if err != nil {
+		return err
+	}
+	alog, err := audit.New(st, aopts)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	gov, err := governance.New(alog, c.GovernanceSettings(), &governance.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("governance: %w", err)
+	}
+	if err := gov.Refresh(ctx, true); err != nil {
+		return fmt.Errorf("governance: %w", err)
+	}
+	// Notifications (digests of held mail, partner alerts, expiry
+	// warnings) go out through Postfix's milter-less listener, like
+	// released mail.
+	var notifier *quarantine.Notifier
+	releaser, err := c.MilterReleaser(log)
+	switch {
+	case err == nil:
+		defer releaser.Close()
+		notifier = quarantine.NewNotifier(st, quarantine.NotifierOptions{
+			Deliverer: releaser, Governance: gov, DefaultFrom: c.Governance.NotificationsFrom,
+			Lookback: c.Store.QuarantineRetention.D(), Logger: log,
+		})
+		if err := notifier.ReloadSettings(ctx); err != nil {
+			return fmt.Errorf("notifications: %w", err)
+		}
+	case errors.Is(err, milter.ErrNoRelease):
+		log.Warn("milter.release.via is not set: messages the milter quarantines cannot be released, and no quarantine notifications are sent from this process")
+	default:
+		return err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.RegisterInfo(reg, version, hash)
@@ -129,7 +171,8 @@ func runMilter(ctx context.Context, c *config.Config, log *slog.Logger, ready fu
 		AuthServID: c.AuthServID, ExtraServIDs: c.AuthResults.OurIDs, TrustedServIDs: c.AuthResults.TrustedIDs,
 		RemoveUntrusted: c.AuthResults.RemoveUntrusted, HeaderLimits: an.Config().HeaderLimits,
 		ConfigVersion: hash, QuarantineRetention: c.Store.QuarantineRetention.D(),
-		Observer: metrics.NewPipeline(reg), Logger: log,
+		Observer: observers{metrics.NewPipeline(reg), govObserver{gov, notifier}}, Logger: log,
+		PolicySource: gov,
 	})
 	if err != nil {
 		return err
@@ -173,6 +216,26 @@ func runMilter(ctx context.Context, c *config.Config, log *slog.Logger, ready fu
 	go func() { served <- srv.Serve(ln) }()
 	pruneDone := make(chan struct{})
 	go pruneLoop(ctx, c, st, log, pruneDone)
+	// Governance refresh, hit counters and recorded expiries; the
+	// notifications. Both stop with bctx, before the store closes.
+	bctx, bcancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		if err := gov.Run(bctx); err != nil {
+			log.Error("governance stopped", "err", err)
+		}
+	}()
+	if notifier != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := notifier.Run(bctx, c.Governance.RefreshInterval.D()); err != nil {
+				log.Error("notifications stopped", "err", err)
+			}
+		}()
+	}
 	log.Info("portcullis milter started", "listen", ln.Addr().String(), "config_version", hash, "data_dir", c.DataDir,
 		"name", m.Name, "release_via", m.Release.Via)
 	if ready != nil {
@@ -191,6 +254,8 @@ func runMilter(ctx context.Context, c *config.Config, log *slog.Logger, ready fu
 		log.Error("milter shutdown", "err", serr)
 	}
 	<-pruneDone
+	bcancel()
+	bg.Wait()
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
 	}
@@ -220,5 +285,31 @@ func pruneLoop(ctx context.Context, c *config.Config, st *sqlite.Store, log *slo
 				log.Info("retention pruning", "evidence", res.Evidence, "quarantine", res.Quarantine, "orphans", res.Orphans)
 			}
 		}
+	}
+}
+
+// observers fans a pipeline outcome out to several observers.
+type observers []pipeline.Observer
+
+func (o observers) Observe(tx *pipeline.Transaction, out *pipeline.Outcome) {
+	for _, x := range o {
+		x.Observe(tx, out)
+	}
+}
+
+// govObserver feeds the governance hit counters and the partner-watch
+// alerts; neither does I/O on the message's path.
+type govObserver struct {
+	gov      *governance.Service
+	notifier *quarantine.Notifier
+}
+
+func (g govObserver) Observe(_ *pipeline.Transaction, out *pipeline.Outcome) {
+	if out.Record == nil {
+		return
+	}
+	g.gov.OnDecision(context.Background(), *out.Record)
+	if g.notifier != nil {
+		g.notifier.OnDecision(context.Background(), *out.Record)
 	}
 }
