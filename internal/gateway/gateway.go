@@ -72,6 +72,7 @@ type Gateway struct {
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	observers []pipeline.Observer
+	gov       *govParts
 
 	running  atomic.Bool
 	stopOnce sync.Once
@@ -145,12 +146,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Gateway, err er
 		g.observers = append(g.observers, o.Observer)
 	}
 
+	if err := g.initGovernance(ctx, deliverer); err != nil {
+		return nil, err
+	}
 	g.pipe, err = pipeline.New(pipeline.Config{
 		Analyzer: g.analyzer, Policies: cfg.PolicySet(), Store: g.store, Deliverer: deliverer,
 		AuthServID: cfg.AuthServID, ExtraServIDs: cfg.AuthResults.OurIDs, TrustedServIDs: cfg.AuthResults.TrustedIDs,
 		RemoveUntrusted: cfg.AuthResults.RemoveUntrusted, HeaderLimits: g.analyzer.Config().HeaderLimits,
 		ConfigVersion: g.hash, QuarantineRetention: cfg.Store.QuarantineRetention.D(),
-		Observer: g, Logger: g.log,
+		Observer: g, Logger: g.log, PolicySource: g.gov.svc,
 	})
 	if err != nil {
 		return nil, err
@@ -227,6 +231,7 @@ func (g *Gateway) Start() error {
 	g.running.Store(true)
 	g.wg.Add(1)
 	go g.pruneLoop()
+	g.startGovernance()
 	attrs := []any{"config_version", g.hash, "data_dir", g.cfg.DataDir, "downstream", g.cfg.Downstream.Type}
 	for _, l := range g.cfg.Listeners {
 		attrs = append(attrs, "listener."+l.Name, g.smtp.Addr(l.Name).String())
@@ -308,6 +313,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		close(g.prune)
 		g.wg.Wait()
+		g.stopGovernance()
 		g.closeParts()
 		if g.httpSrv != nil {
 			hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
