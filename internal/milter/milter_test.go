@@ -541,3 +541,32 @@ func TestNegotiationNeedsHeaderActions(t *testing.T) {
 		t.Fatal("negotiated without the header actions")
 	}
 }
+
+func TestMalformedFieldName(t *testing.T) {
+	proc := &fakeProc{}
+	_, c := startMilter(t, proc, Config{})
+	tx := sampleTransaction()
+	tx.header = append(tx.header, [2]string{"Bad Name", " x"})
+	_, acts := run(t, c, tx, sampleTransaction())
+	if a := acts[0]; a.Type != gomilter.ActionRejectWithCode || a.SMTPReply != "554 5.6.0 Malformed header field name" {
+		t.Errorf("action %v", a)
+	}
+	if a := acts[1]; a.Type != gomilter.ActionAccept {
+		t.Errorf("next message: %v", a)
+	}
+	if len(proc.all()) != 1 {
+		t.Errorf("%d processed", len(proc.all()))
+	}
+}
+
+func TestFoldedValueCannotAddFields(t *testing.T) {
+	proc := &fakeProc{}
+	_, c := startMilter(t, proc, Config{})
+	tx := transaction{from: "s@example.net", rcpts: []string{"r@example.org"}, body: []string{"b\r\n"},
+		header: [][2]string{{"Subject", " one\nBcc: injected\n\n"}, {"From", " s@example.net"}}}
+	run(t, c, tx)
+	want := "Subject: one\r\n Bcc: injected\r\n \r\nFrom: s@example.net\r\n\r\nb\r\n"
+	if got := string(proc.all()[0].Message); got != want {
+		t.Errorf("message %q\nwant    %q", got, want)
+	}
+}

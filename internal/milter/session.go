@@ -37,6 +37,7 @@ type session struct {
 	buf       bytes.Buffer
 	tooBig    bool
 	tooMany   bool
+	badName   bool
 	inHeader  bool
 	sawHeader bool
 }
@@ -62,7 +63,7 @@ func (ss *session) resetConnection() {
 
 func (ss *session) resetMessage() {
 	ss.mailFrom, ss.smtpUTF8, ss.rcpts, ss.authUser, ss.queueID = "", false, nil, "", ""
-	ss.tooBig, ss.tooMany, ss.inHeader, ss.sawHeader = false, false, false, false
+	ss.tooBig, ss.tooMany, ss.badName, ss.inHeader, ss.sawHeader = false, false, false, false, false
 	if ss.buf.Cap() > 1<<20 {
 		ss.buf = bytes.Buffer{} // do not keep a large buffer per idle connection
 	}
@@ -177,14 +178,56 @@ func (ss *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Re
 	if m.Protocol()&gomilter.OptHeaderLeadingSpace == 0 {
 		value = " " + value
 	}
-	if !ss.fits(len(name) + 1 + len(value) + 2) {
+	if !ss.fits(len(name) + 1 + len(value) + 2 + strings.Count(value, "\n")*2) {
+		return gomilter.RespContinue, nil
+	}
+	if !validName(name) {
+		// No MTA passes such a field on; it cannot be written back
+		// without changing the structure of the header.
+		ss.badName = true
 		return gomilter.RespContinue, nil
 	}
 	ss.buf.WriteString(name)
 	ss.buf.WriteByte(':')
-	writeCRLF(&ss.buf, value)
+	writeValue(&ss.buf, value)
 	ss.buf.WriteString("\r\n")
 	return gomilter.RespContinue, nil
+}
+
+// validName reports whether name is a field name of RFC 5322 §2.2:
+// printable US-ASCII but the colon.
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// writeValue writes a field value whose lines the milter protocol separates
+// with LF (Postfix) or CRLF: each line break is written as CRLF, and a line
+// that does not start with white space gets a space, so that a value can
+// only ever continue its own field (RFC 5322 §2.2.3 folding): it cannot end
+// the header section or start a field of its own. A lone CR stays as it is.
+func writeValue(b *bytes.Buffer, s string) {
+	for {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			b.WriteString(s)
+			return
+		}
+		line := strings.TrimSuffix(s[:i], "\r")
+		b.WriteString(line)
+		b.WriteString("\r\n")
+		s = s[i+1:]
+		if s == "" || (s[0] != ' ' && s[0] != '\t') {
+			b.WriteByte(' ')
+		}
+	}
 }
 
 // Headers implements gomilter.Milter: the end of the header section.
@@ -221,24 +264,6 @@ func (ss *session) fits(n int) bool {
 	return true
 }
 
-// writeCRLF writes s with every line ending as CRLF (the milter protocol
-// carries folded header values with LF, or CRLF, between the lines).
-func writeCRLF(b *bytes.Buffer, s string) {
-	for {
-		i := strings.IndexAny(s, "\r\n")
-		if i < 0 {
-			b.WriteString(s)
-			return
-		}
-		b.WriteString(s[:i])
-		b.WriteString("\r\n")
-		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
-			i++
-		}
-		s = s[i+1:]
-	}
-}
-
 // Abort implements gomilter.Milter: the message ended without an end of
 // message (RSET, a refused transaction, or after our answer).
 func (ss *session) Abort(gomilter.Modifier) error {
@@ -273,6 +298,9 @@ func (ss *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, e
 		cfg.Logger.Info("milter: message too big", "queue_id", ss.queueID, "limit", cfg.MaxMessageBytes)
 		// RFC 1870 §6.2; RFC 3463 X.3.4.
 		return gomilter.RejectWithCodeAndReason(552, "5.3.4 Message size exceeds fixed maximum message size")
+	case ss.badName:
+		// RFC 5322 §2.2; RFC 3463 X.6.0 (other media error).
+		return gomilter.RejectWithCodeAndReason(554, "5.6.0 Malformed header field name")
 	case ss.tooMany:
 		// RFC 5321 §4.5.3.1.10; RFC 3463 X.5.3.
 		return gomilter.RejectWithCodeAndReason(452, "4.5.3 Too many recipients")
