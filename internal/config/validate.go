@@ -36,6 +36,13 @@ func isLoopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// anyPort reports an address whose port the system chooses (":0"), which
+// never collides with another.
+func anyPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
+}
+
 // Validate checks the configuration and returns the first error, naming
 // the item at fault by its YAML path (e.g. "listeners[1].address: ...").
 func (c *Config) Validate() error {
@@ -107,7 +114,7 @@ func (c *Config) Validate() error {
 			return errorf("metrics.address", "%q is not host:port", c.Metrics.Address)
 		}
 		for i, l := range c.Listeners {
-			if l.Address == c.Metrics.Address {
+			if l.Address == c.Metrics.Address && !anyPort(l.Address) {
 				return errorf("metrics.address", "%s is also the address of listeners[%d]", l.Address, i)
 			}
 		}
@@ -222,7 +229,7 @@ func (c *Config) validateListeners() error {
 				return errorf(p+".address", "%q: the host must be an IP address, localhost or empty (every address)", l.Address)
 			}
 		}
-		if j, ok := seenAddr[l.Address]; ok {
+		if j, ok := seenAddr[l.Address]; ok && !anyPort(l.Address) {
 			return errorf(p+".address", "%s is also the address of listeners[%d]", l.Address, j)
 		}
 		seenAddr[l.Address] = i

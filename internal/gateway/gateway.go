@@ -356,7 +356,7 @@ func (g *Gateway) handle(ctx context.Context, tx *smtpgw.Transaction) smtpgw.Rep
 	if g.log.Enabled(ctx, level) {
 		attrs := []slog.Attr{
 			slog.String("id", out.ID), slog.String("listener", tx.Listener), slog.String("client", tx.ClientIP.String()),
-			slog.String("mail_from", tx.MailFrom), slog.Any("rcpt_to", tx.RcptTo),
+			slog.String("mail_from", tx.MailFrom), slog.String("rcpt_to", strings.Join(tx.RcptTo, ",")),
 			slog.String("action", string(out.Action)), slog.String("rule", out.Rule),
 			slog.String("reply", out.Reply.String()), slog.Duration("duration", out.Timings.Total),
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sync"
 
 	"portcullis/internal/authres"
 	"portcullis/internal/message"
@@ -56,8 +57,7 @@ type AddedField struct {
 // when the message arrived, our Authentication-Results below it). It
 // returns the message to deliver and the changes.
 func (p *Pipeline) prepare(tx *Transaction, arValue string) ([]byte, *HeaderChanges, error) {
-	br := bufio.NewReaderSize(bytes.NewReader(tx.Message), 4096)
-	h, err := message.ReadHeader(br, p.cfg.HeaderLimits)
+	h, err := readHeader(tx.Message, p.cfg.HeaderLimits)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrPrepare, err)
 	}
@@ -66,7 +66,7 @@ func (p *Pipeline) prepare(tx *Transaction, arValue string) ([]byte, *HeaderChan
 	// Occurrence numbers are counted over the original header.
 	removed := p.strip.StripHeader(h)
 	if len(removed) > 0 {
-		orig, err := message.ReadHeader(bufio.NewReader(bytes.NewReader(tx.Message)), p.cfg.HeaderLimits)
+		orig, err := readHeader(tx.Message, p.cfg.HeaderLimits)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrPrepare, err)
 		}
@@ -116,6 +116,18 @@ func (p *Pipeline) prepare(tx *Transaction, arValue string) ([]byte, *HeaderChan
 		out.Write(body)
 	}
 	return out.Bytes(), ch, nil
+}
+
+// readers are reused between messages: ReadHeader copies what it keeps.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func readHeader(msg []byte, lim message.Limits) (*message.Header, error) {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(bytes.NewReader(msg))
+	h, err := message.ReadHeader(br, lim)
+	br.Reset(nil)
+	readers.Put(br)
+	return h, err
 }
 
 func trimLeadingSpace(s string) string {

@@ -59,7 +59,7 @@ func (f *faultStore) PutQuarantine(ctx context.Context, it *store.QuarantineItem
 	return f.Store.PutQuarantine(ctx, it, body)
 }
 
-func newHarness(t *testing.T, d pipeline.Deliverer, mutate ...func(*policy.Policy)) *harness {
+func newHarness(t testing.TB, d pipeline.Deliverer, mutate ...func(*policy.Policy)) *harness {
 	t.Helper()
 	lab := pipelinetest.NewLab(t)
 	a, err := analysis.New(analysis.Config{AuthServID: servID, Resolver: lab.Zone, CheckTimeout: 2 * time.Second})

@@ -305,7 +305,7 @@ func TestGatewayThroughput(t *testing.T) {
 	if prof := os.Getenv("PORTCULLIS_BENCH_PROFILE"); prof != "" {
 		// A CPU profile of the gateway during its run (go tool pprof).
 		go func() {
-			cmd := exec.Command("curl", "-s", "-o", prof, "http://"+e.metrics+"/debug/pprof/profile?seconds=4")
+			cmd := exec.Command("curl", "-s", "-o", prof, "http://"+e.metrics+"/debug/pprof/profile?seconds=6")
 			if err := cmd.Run(); err != nil {
 				t.Logf("profile: %v", err)
 			}
