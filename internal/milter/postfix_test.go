@@ -401,8 +401,8 @@ func TestPostfixMilterUnavailable(t *testing.T) {
 // Postfix (tempfail); progress packets restart Postfix's timer, so the same
 // slow pipeline gets its answer through.
 func TestPostfixMilterTimeout(t *testing.T) {
-	main := map[string]string{"milter_content_timeout": "2s"}
-	slow := func(p milter.Processor) milter.Processor { return slowProc{p, 3500 * time.Millisecond} }
+	main := map[string]string{"milter_content_timeout": "1s"}
+	slow := func(p milter.Processor) milter.Processor { return slowProc{p, 2 * time.Second} }
 	sc := findScenario(t, "aligned-pass")
 	for _, tc := range []struct {
 		name     string
@@ -410,7 +410,7 @@ func TestPostfixMilterTimeout(t *testing.T) {
 		wantOK   bool
 	}{
 		{"no-progress", -1, false},
-		{"progress", 500 * time.Millisecond, true},
+		{"progress", 250 * time.Millisecond, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startRig(t, milter.Config{ProgressInterval: tc.progress}, slow, main)
