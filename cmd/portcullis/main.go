@@ -59,9 +59,14 @@ func newRootCmd() *cobra.Command {
 		newExplainCmd(g),
 		newCheckCmd(g),
 		newServeCmd(g),
-		newConfigCmd(g),
+		withReview(newConfigCmd(g), g),
 		newTraceCmd(g),
 		newMilterCmd(g),
+		newExceptionCmd(g),
+		newSealerCmd(g),
+		newAuditCmd(g),
+		newQuarantineCmd(g),
+		newNotificationsCmd(g),
 	)
 	return root
 }
