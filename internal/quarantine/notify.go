@@ -80,8 +80,8 @@ func (s *Settings) Validate() error {
 	bad := func(f string, a ...any) error {
 		return fmt.Errorf("%w: notifications: %s", governance.ErrInvalid, fmt.Sprintf(f, a...))
 	}
-	if s.DigestInterval < governance.Duration(time.Minute) {
-		return bad("digest interval %s is under a minute", s.DigestInterval)
+	if s.DigestInterval < governance.Duration(time.Second) {
+		return bad("digest interval %s is under a second", s.DigestInterval)
 	}
 	if s.AlertCooldown < 0 {
 		return bad("negative alert cooldown")

@@ -621,7 +621,7 @@ func TestExpiryWarnings(t *testing.T) {
 
 func TestSettingsValidation(t *testing.T) {
 	for _, s := range []quarantine.Settings{
-		{DigestInterval: governance.Duration(time.Second)},
+		{DigestInterval: governance.Duration(500 * time.Millisecond)},
 		{DigestInterval: governance.Duration(time.Hour), From: "not an address"},
 		{DigestInterval: governance.Duration(time.Hour), Owners: map[string]string{"x": "a\r\nBcc: evil@x"}},
 		{DigestInterval: governance.Duration(time.Hour), Watch: []quarantine.Watch{{Domain: "partner.example"}}},
