@@ -228,6 +228,9 @@ func TestGatewayThroughput(t *testing.T) {
 	if os.Getenv("PORTCULLIS_BENCH") == "" {
 		t.Skip("set PORTCULLIS_BENCH=1 to run the throughput benchmark (docs/bench.md)")
 	}
+	if raceEnabled {
+		t.Skip("the throughput benchmark is meaningless under the race detector")
+	}
 	n := 5000
 	if v, err := strconv.Atoi(os.Getenv("PORTCULLIS_BENCH_N")); err == nil && v > 0 {
 		n = v

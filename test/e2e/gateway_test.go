@@ -222,3 +222,43 @@ func TestConfigCommands(t *testing.T) {
 		t.Fatalf("config show: %q %v", out, err)
 	}
 }
+
+// TestGracefulShutdown stops the gateway (SIGTERM) while a message is being
+// delivered to a slow downstream: the transaction finishes, the client gets
+// its 250, the message is downstream and its evidence is committed before
+// the process exits.
+func TestGracefulShutdown(t *testing.T) {
+	e := newEnv(t, "")
+	e.start()
+	e.sink.SetDelay(1500 * time.Millisecond)
+	msg := e.lab.Build(t, pipelinetest.Msg{From: "alice@" + pipelinetest.GoodDomain, Sign: pipelinetest.GoodDomain})
+	type res struct {
+		r    result
+		code int
+		err  error
+	}
+	done := make(chan res, 1)
+	go func() {
+		r, code, err := sendGo(context.Background(), e.smtp, msg, "alice@"+pipelinetest.GoodDomain, rcpt)
+		done <- res{r, code, err}
+	}()
+	// Wait until the message is with the downstream, then stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.sink.InData() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { e.stop(); close(stopped) }()
+	r := <-done
+	if r.r != res2xx {
+		t.Fatalf("in-flight message got %v %d %v during shutdown", r.r, r.code, r.err)
+	}
+	<-stopped
+	if e.sink.Has(pipelinetest.MessageID(msg)) != 1 {
+		t.Error("not downstream")
+	}
+	recs := e.evidence(store.EvidenceQuery{MessageID: pipelinetest.MessageID(msg)})
+	if len(recs) != 1 || recs[0].Decision.Action != evidence.Deliver {
+		t.Errorf("evidence after shutdown: %+v", recs)
+	}
+}

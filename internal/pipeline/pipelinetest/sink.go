@@ -46,6 +46,8 @@ type Sink struct {
 	lmtp bool
 
 	mode     atomic.Int32
+	delay    atomic.Int64
+	inData   atomic.Int64
 	mu       sync.Mutex
 	srv      *smtp.Server
 	ln       net.Listener
@@ -126,6 +128,13 @@ func (s *Sink) Stop() {
 // SetMode sets how the end of DATA is answered.
 func (s *Sink) SetMode(m Mode) { s.mode.Store(int32(m)) }
 
+// SetDelay makes the sink wait d before it answers the end of DATA.
+func (s *Sink) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
+
+// InData returns how many messages the sink is receiving or holding before
+// its answer.
+func (s *Sink) InData() int { return int(s.inData.Load()) }
+
 // SetRcptMode sets, over LMTP, the answer for one recipient (Accept,
 // TempFail or Reject).
 func (s *Sink) SetRcptMode(rcpt string, m Mode) {
@@ -194,9 +203,14 @@ var (
 // take reads the message and applies the mode; it returns the error for
 // the whole message.
 func (ss *sinkSession) take(r io.Reader) ([]byte, error) {
+	ss.s.inData.Add(1)
+	defer ss.s.inData.Add(-1)
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
+	}
+	if d := time.Duration(ss.s.delay.Load()); d > 0 {
+		time.Sleep(d)
 	}
 	switch Mode(ss.s.mode.Load()) {
 	case TempFail, Busy:
