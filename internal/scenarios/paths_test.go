@@ -4,20 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"portcullis/internal/config"
+	"portcullis/internal/dns/dnstest"
 	"portcullis/internal/evidence"
-	"portcullis/internal/milter"
+	"portcullis/internal/gateway"
 	"portcullis/internal/milter/postfixtest"
-	"portcullis/internal/pipeline"
-	"portcullis/internal/relay"
+	"portcullis/internal/milterd"
 	"portcullis/internal/scenarios"
-	"portcullis/internal/smtpgw"
 	"portcullis/internal/store"
 )
 
@@ -43,71 +44,67 @@ type observed struct {
 	delivered   *postfixtest.Message
 }
 
-// gatewayHandler hands the SMTP listener's transactions to the pipeline,
-// with the listener's Received field as the trace.
-func gatewayHandler(p *pipeline.Pipeline) smtpgw.Handler {
-	return smtpgw.HandlerFunc(func(ctx context.Context, tx *smtpgw.Transaction) smtpgw.Reply {
-		out := p.Process(ctx, &pipeline.Transaction{
-			Listener: tx.Listener, Path: pipeline.PathSMTP, ReceivedAt: tx.ReceivedAt,
-			ClientIP: tx.ClientIP, ClientPort: tx.ClientPort, HELO: tx.HELO, TLS: tx.TLS,
-			MailFrom: tx.MailFrom, RcptTo: tx.RcptTo, SMTPUTF8: tx.Params.SMTPUTF8,
-			Message: tx.Data, Trace: []string{tx.ReceivedField()},
-		})
-		var enh smtpgw.EnhancedCode
-		if _, err := fmt.Sscanf(out.Reply.Enhanced, "%d.%d.%d", &enh[0], &enh[1], &enh[2]); err != nil {
-			enh = smtpgw.EnhancedCode{}
-		}
-		return smtpgw.Reply{Code: out.Reply.Code, Enhanced: enh, Text: out.Reply.Text}
+// loadConfig writes the scenarios' configuration for one path and loads
+// it as the commands do.
+func loadConfig(t *testing.T, dnsAddr, downstream string) *config.Config {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "portcullis.yaml")
+	if err := os.WriteFile(path, []byte(scenarios.ConfigYAML(t.TempDir(), dnsAddr, downstream)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startGateway runs the SMTP gateway path as `portcullis serve` does
+// (package gateway) from the scenarios' configuration, delivering to a
+// sink.
+func startGateway(t *testing.T, dnsAddr string) *path {
+	sink := postfixtest.NewSink(t, false)
+	c := loadConfig(t, dnsAddr, sink.Addr())
+	gw, err := gateway.New(context.Background(), c, gateway.Options{Logger: scenarios.QuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(ctx)
 	})
+	return &path{name: "smtp", addr: gw.SMTPAddr("mx").String(), sink: sink, store: gw.Store()}
 }
 
-// startGateway runs the SMTP gateway path: smtpgw listener → pipeline →
-// relay to a sink.
-func startGateway(t *testing.T, lab *scenarios.Lab) *path {
+// startPostfixMilter runs the milter path as `portcullis milter` does
+// (package milterd) from the same configuration, inside a private Postfix
+// (smtpd_milters) that relays to a sink.
+func startPostfixMilter(t *testing.T, dnsAddr string) *path {
 	sink := postfixtest.NewSink(t, false)
-	st := scenarios.OpenStore(t)
-	rl, err := relay.NewSMTP(relay.SMTPConfig{Hosts: []string{sink.Addr()}, LocalName: "mx.portcullis.test", Logger: scenarios.QuietLogger()})
+	c := loadConfig(t, dnsAddr, "127.0.0.1:9") // the gateway's downstream: unused here
+	d, err := milterd.New(context.Background(), c, milterd.Options{Logger: scenarios.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := lab.NewPipeline(t, st, pipeline.Relay(rl))
-	srv, err := smtpgw.New(smtpgw.Config{Logger: scenarios.QuietLogger(), Listeners: []smtpgw.ListenerConfig{{
-		Name: "mx", Address: "127.0.0.1:0", Hostname: "mx.portcullis.test",
-		AcceptDomains: []string{scenarios.RecipientDomain},
-	}}}, gatewayHandler(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return &path{name: "smtp", addr: srv.Addr("mx").String(), sink: sink, store: st}
-}
-
-// startPostfixMilter runs the milter path: a private Postfix whose
-// smtpd_milters is Portcullis's milter (pipeline with the milter's
-// Deliverer), relaying to a sink.
-func startPostfixMilter(t *testing.T, lab *scenarios.Lab) *path {
-	sink := postfixtest.NewSink(t, false)
-	st := scenarios.OpenStore(t)
-	p := lab.NewPipeline(t, st, milter.Deliverer())
-	srv, err := milter.NewServer(p, milter.Config{Logger: scenarios.QuietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
+	d.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = d.Shutdown(ctx)
+	})
 	pf := postfixtest.Start(t, postfixtest.Config{
 		RelayTo: sink.Addr(),
 		Domains: []string{scenarios.RecipientDomain},
-		Milter:  "inet:" + ln.Addr().String(),
+		Milter:  "inet:" + d.Addr().String(),
 	})
-	return &path{name: "milter", addr: pf.Addr, sink: sink, store: st, postfx: pf}
+	return &path{name: "milter", addr: pf.Addr, sink: sink, store: d.Store(), postfx: pf}
 }
 
 // send runs one SMTP transaction as the lab's client and returns the reply
@@ -197,12 +194,17 @@ func (p *path) run(t *testing.T, lab *scenarios.Lab, sc scenarios.Scenario) (obs
 }
 
 // TestScenariosBothPaths runs every scenario through the SMTP gateway and
-// through Postfix with the milter, and checks that both reach the
-// scenario's disposition (and so the same one).
+// through Postfix with the milter, both built from one configuration file
+// as `portcullis serve` and `portcullis milter` build them, with one DNS
+// server, and checks that both reach the scenario's disposition (and so the
+// same one).
 func TestScenariosBothPaths(t *testing.T) {
 	postfixtest.Require(t)
 	lab := scenarios.NewLab(t)
-	paths := []*path{startGateway(t, lab), startPostfixMilter(t, lab)}
+	// One DNS server for both paths, over the wire: the DNS-timeout
+	// scenario's record is never answered.
+	dnsAddr := dnstest.Serve(t, lab.Zone).Addr()
+	paths := []*path{startGateway(t, dnsAddr), startPostfixMilter(t, dnsAddr)}
 	type notDelivered struct {
 		p  *path
 		id string
