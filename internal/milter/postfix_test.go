@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -429,5 +430,56 @@ func TestPostfixMilterTimeout(t *testing.T) {
 				t.Errorf("want Postfix's tempfail: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// TestPostfixUnixSocket: the milter on a Unix socket (mode 0660, group
+// postfix, as docs/postfix.md sets it up), which Postfix's smtpd and
+// cleanup reach as the postfix user.
+func TestPostfixUnixSocket(t *testing.T) {
+	postfixtest.Require(t)
+	grp, err := user.LookupGroup("postfix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+	dir, err := os.MkdirTemp("", "milter-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "milter.sock")
+	lab, st, sink := scenarios.NewLab(t), scenarios.OpenStore(t), postfixtest.NewSink(t, false)
+	srv, err := milter.NewServer(lab.NewPipeline(t, st, milter.Deliverer()), milter.Config{Logger: scenarios.QuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := milter.Listen("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v %v", fi.Mode(), err)
+	}
+	if err := os.Chown(sock, 0, gid); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	pf := postfixtest.Start(t, postfixtest.Config{RelayTo: sink.Addr(), Domains: []string{scenarios.RecipientDomain}, Milter: "unix:" + sock})
+	sc := findScenario(t, "aligned-pass")
+	id := scenarios.MessageID(sc.Name, "unix")
+	if out, err := swaks(t, pf.Addr, sc.MailFrom, sc.Rcpt, writeMessage(t, sc.Build(t, lab, id))); err != nil {
+		t.Fatalf("swaks: %v\n%s\n%s", err, out, pf.Log())
+	}
+	m, err := sink.Find(waitCtx(t), postfixtest.ByMessageID(id))
+	if err != nil {
+		t.Fatalf("not delivered: %v\n%s", err, pf.Log())
+	}
+	if ars := m.Header("Authentication-Results"); len(ars) != 1 || !strings.Contains(ars[0], "dmarc=pass") {
+		t.Errorf("Authentication-Results %q", ars)
 	}
 }
