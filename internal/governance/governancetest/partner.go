@@ -41,6 +41,14 @@ const (
 func NewLab(tb testing.TB) *pipelinetest.Lab {
 	tb.Helper()
 	lab := pipelinetest.NewLab(tb)
+	AddPartner(tb, lab)
+	return lab
+}
+
+// AddPartner adds the partner and its provider to a lab zone (see
+// NewLab).
+func AddPartner(tb testing.TB, lab *pipelinetest.Lab) {
+	tb.Helper()
 	rec, err := dkim.KeyRecord(lab.Key.Public())
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +66,6 @@ func NewLab(tb testing.TB) *pipelinetest.Lab {
 	txt(ProviderDomain, "v=spf1 ip4:198.51.100.0/24 -all")
 	z.Add("25.100.51.198.in-addr.arpa", dns.Record{Type: dns.TypePTR, Host: "out1." + ProviderDomain, TTL: 3600})
 	z.Add("out1."+ProviderDomain, dns.Record{Type: dns.TypeA, IP: netip.MustParseAddr(ProviderIP), TTL: 3600})
-	return lab
 }
 
 // PartnerMessage returns a purchase order from the partner, signed by the
