@@ -317,7 +317,7 @@ type StoreConfig struct {
 	// for more before it commits them together (one fsync per batch).
 	// The records of delivered, rejected and deferred messages are
 	// written after their reply, so the wait delays no reply; a
-	// quarantined message's 250 waits for it. Default 20ms.
+	// quarantined message's 250 waits for it. Default 50ms.
 	BatchWait Duration `yaml:"batch_wait"`
 }
 
@@ -481,7 +481,7 @@ func (c *Config) fill() {
 	dur(&c.Store.EvidenceRetention, 90*24*time.Hour)
 	dur(&c.Store.QuarantineRetention, 30*24*time.Hour)
 	dur(&c.Store.PruneInterval, time.Hour)
-	dur(&c.Store.BatchWait, 20*time.Millisecond)
+	dur(&c.Store.BatchWait, 50*time.Millisecond)
 	str(&c.Metrics.Address, DefaultMetricsAddress)
 	str(&c.Logging.Level, "info")
 	str(&c.Logging.Format, "text")

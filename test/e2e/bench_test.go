@@ -239,7 +239,9 @@ func TestGatewayThroughput(t *testing.T) {
 
 	// The data directory on the real disk, not a tmpfs: fsync costs what it
 	// costs in production.
-	e := newEnv(t, "")
+	// PORTCULLIS_BENCH_CONFIG is YAML added to the gateway's configuration
+	// (experiments: "store:\n  batch_wait: 50ms").
+	e := newEnv(t, os.Getenv("PORTCULLIS_BENCH_CONFIG"))
 	e.sink.Stop()
 	e.sink = pipelinetest.StartSink(t, "", false, false)
 	cfg, err := os.ReadFile(e.cfgPath)
