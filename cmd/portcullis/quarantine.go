@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"portcullis/internal/governance"
+	"portcullis/internal/milter"
 	"portcullis/internal/quarantine"
 	"portcullis/internal/relay"
 	"portcullis/internal/store"
@@ -40,16 +42,47 @@ recorded in the audit log.`,
 // is set; the closer releases its connections.
 func (e *govEnv) manager(deliver bool) (*quarantine.Manager, io.Closer, error) {
 	var d relay.Deliverer
-	var closer io.Closer
+	var closers multiCloser
+	var route func(context.Context, *store.QuarantineItem) (relay.Deliverer, error)
 	if deliver {
 		var err error
-		if d, closer, err = e.cfg.Deliverer(e.logger); err != nil {
+		var c io.Closer
+		if d, c, err = e.cfg.Deliverer(e.logger); err != nil {
 			return nil, nil, err
+		}
+		closers = append(closers, c)
+		if e.cfg.Milter != nil {
+			// Messages the milter held go back into the MTA, the
+			// others to the gateway's downstream.
+			var releaser relay.Deliverer
+			r, err := e.cfg.MilterReleaser(e.logger)
+			switch {
+			case err == nil:
+				releaser = r
+				closers = append(closers, r)
+			case !errors.Is(err, milter.ErrNoRelease):
+				closers.Close()
+				return nil, nil, err
+			}
+			route = milter.ReleaseRoute(e.st, d, releaser)
 		}
 	}
 	m := quarantine.NewManager(e.st, e.log, e.cfg.QuarantineSettings(), quarantine.ManagerOptions{
-		Deliverer: d, Roles: e.cfg.GovernanceRoles(), Logger: e.logger})
-	return m, closer, nil
+		Deliverer: d, DelivererFor: route, Roles: e.cfg.GovernanceRoles(), Logger: e.logger})
+	return m, closers, nil
+}
+
+// multiCloser closes each of its closers (nil ones are skipped).
+type multiCloser []io.Closer
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func newQuarantineListCmd(g *globalFlags, f *govFlags) *cobra.Command {
@@ -199,9 +232,7 @@ func newQuarantineReleaseCmd(g *globalFlags, f *govFlags, verb string) *cobra.Co
 			if err != nil {
 				return err
 			}
-			if closer != nil {
-				defer closer.Close()
-			}
+			defer closer.Close()
 			var res *relay.Result
 			if verb == "approve-release" {
 				res, err = m.ApproveRelease(cmd.Context(), args[0], actor)
