@@ -41,7 +41,7 @@ func (p *Pipeline) quarantine(ctx context.Context, st *state) {
 		out.Reply = withID(policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Local error in processing, try again later"}, out.ID)
 		p.log.Error("pipeline: quarantine failed", "id", out.ID, "err", err)
 		p.override(st, evidence.Defer, RuleQuarantineFailed, "the quarantine could not store the message: "+err.Error())
-		p.record(context.WithoutCancel(ctx), st, false)
+		p.record(ctx, st, false)
 		return
 	}
 	out.Reply = withID(d.Reply, out.ID)
@@ -98,7 +98,7 @@ func (p *Pipeline) deliver(ctx context.Context, st *state) {
 		}
 		p.override(st, evidence.Defer, RuleDownstreamTemporary, reason)
 		p.log.Warn("pipeline: downstream temporary failure", "id", out.ID, "host", res.Host, "reply", res.Reply.String(), "err", res.Err)
-		p.record(context.WithoutCancel(ctx), st, false)
+		p.record(ctx, st, false)
 
 	case accepted > 0:
 		// Partial: accepted for some, refused permanently for the rest.
@@ -116,7 +116,7 @@ func (p *Pipeline) deliver(ctx context.Context, st *state) {
 		}
 		out.Reply = withID(permanentReply(r, "Refused by the downstream server: %s"), out.ID)
 		p.override(st, evidence.Reject, RuleDownstreamPermanent, "the downstream refused the message: "+replyOrErr(r, res.Err))
-		p.record(context.WithoutCancel(ctx), st, false)
+		p.record(ctx, st, false)
 	}
 }
 

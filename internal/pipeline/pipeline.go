@@ -465,6 +465,9 @@ func (p *Pipeline) newRecord(tx *Transaction, id string, received time.Time) *ev
 	return rec
 }
 
+// recordTimeout bounds the wait to write one evidence record.
+const recordTimeout = 30 * time.Second
+
 // record writes the outcome's evidence record once: durably (PutEvidence)
 // when durable is set, else queued for the next group commit.
 func (p *Pipeline) record(ctx context.Context, st *state, durable bool) {
@@ -478,6 +481,11 @@ func (p *Pipeline) record(ctx context.Context, st *state, durable bool) {
 		return
 	}
 	rec.Decision.SMTPReply = out.Reply.String()
+	// The message's fate is sealed: its record is written even when the
+	// client has gone or the server is shutting down, within a bound (the
+	// queue may be full).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	var err error
 	if durable {
 		err = p.cfg.Store.PutEvidence(ctx, rec)
@@ -508,10 +516,7 @@ func (p *Pipeline) internalError(ctx context.Context, st *state, err error) {
 		out.Record = rec
 	}
 	p.override(st, evidence.Defer, RuleInternalError, "internal error: "+err.Error())
-	// A panic may have left ctx unusable; give the record its own bound.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	p.record(rctx, st, false)
+	p.record(ctx, st, false)
 }
 
 // override replaces the record's decision with the pipeline's own action,

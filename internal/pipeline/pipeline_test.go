@@ -441,3 +441,23 @@ func TestMilterDelivererAndLMTPPartial(t *testing.T) {
 		t.Errorf("record path %q queue %q", rec.Path, rec.QueueID)
 	}
 }
+
+// TestEvidenceAfterClientGone: the client's context ends once the
+// downstream accepted the message; the record is still written.
+func TestEvidenceAfterClientGone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := pipeline.DelivererFunc(func(context.Context, *pipeline.Delivery) relay.Result {
+		cancel()
+		return accepted()
+	})
+	h := newHarness(t, d)
+	msg := h.lab.Build(t, pipelinetest.Msg{From: "alice@" + pipelinetest.GoodDomain, Sign: pipelinetest.GoodDomain})
+	out := h.pipe.Process(ctx, h.tx(msg, "alice@"+pipelinetest.GoodDomain))
+	wantReply(t, out, 250, "")
+	if out.EvidenceErr != nil {
+		t.Fatal(out.EvidenceErr)
+	}
+	if rec := h.evidenceOf(t, out.ID); rec.Decision.Action != evidence.Deliver {
+		t.Errorf("record %+v", rec.Decision)
+	}
+}
