@@ -32,11 +32,19 @@ func (s *Set) For(listener string) *Policy {
 			*dst = v
 		}
 	}
+	// owner sets a rule's owner: the listener's owner for that rule, else
+	// the listener's policy owner, else the default's.
+	owner := func(dst *string, v string) {
+		if v == "" {
+			v = o.Owner
+		}
+		str(dst, v)
+	}
 	rule := func(dst *Rule, v Rule) {
 		if v.Action != "" {
 			dst.Action = v.Action
 		}
-		str(&dst.Owner, v.Owner)
+		owner(&dst.Owner, v.Owner)
 	}
 	str(&p.Owner, o.Owner)
 	rule(&p.Structure, o.Structure)
@@ -48,7 +56,7 @@ func (s *Set) For(listener string) *Policy {
 	if o.AuthTempError.Action != "" {
 		p.AuthTempError.Action = o.AuthTempError.Action
 	}
-	str(&p.AuthTempError.Owner, o.AuthTempError.Owner)
+	owner(&p.AuthTempError.Owner, o.AuthTempError.Owner)
 	if o.OwnDomain.Domains != nil {
 		p.OwnDomain.Domains = o.OwnDomain.Domains
 	}
@@ -58,18 +66,18 @@ func (s *Set) For(listener string) *Policy {
 	if o.OwnDomain.Action != "" {
 		p.OwnDomain.Action = o.OwnDomain.Action
 	}
-	str(&p.OwnDomain.Owner, o.OwnDomain.Owner)
+	owner(&p.OwnDomain.Owner, o.OwnDomain.Owner)
 	if o.SPFWithoutDMARC.OnFail != "" {
 		p.SPFWithoutDMARC.OnFail = o.SPFWithoutDMARC.OnFail
 	}
-	str(&p.SPFWithoutDMARC.Owner, o.SPFWithoutDMARC.Owner)
+	owner(&p.SPFWithoutDMARC.Owner, o.SPFWithoutDMARC.Owner)
 	if o.TrustedARC.Sealers != nil {
 		p.TrustedARC.Sealers = o.TrustedARC.Sealers
 	}
 	if o.TrustedARC.AllowUntrustedLaterHops {
 		p.TrustedARC.AllowUntrustedLaterHops = true
 	}
-	str(&p.TrustedARC.Owner, o.TrustedARC.Owner)
+	owner(&p.TrustedARC.Owner, o.TrustedARC.Owner)
 	if o.Exceptions != nil {
 		p.Exceptions = o.Exceptions
 	}
