@@ -1,9 +1,11 @@
 package config
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"portcullis/internal/analysis"
@@ -12,6 +14,7 @@ import (
 	"portcullis/internal/policy"
 	"portcullis/internal/relay"
 	"portcullis/internal/smtpgw"
+	"portcullis/internal/store/sqlite"
 )
 
 // SMTP returns the configuration of the SMTP listeners.
@@ -120,4 +123,31 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// OpenStore creates the data directory, opens the evidence store in it
+// and records this configuration's version there, so that every evidence
+// record's config_version can be looked up. It returns the store and the
+// version (Hash). Both inbound paths, the gateway and the milter, start
+// with it.
+func (c *Config) OpenStore(ctx context.Context, log *slog.Logger) (_ *sqlite.Store, version string, err error) {
+	yamlText, err := c.YAML()
+	if err != nil {
+		return nil, "", err
+	}
+	if version, err = c.Hash(); err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("data_dir: %w", err)
+	}
+	st, err := sqlite.Open(ctx, c.DataDir, &sqlite.Options{Logger: log, BatchWait: c.Store.BatchWait.D()})
+	if err != nil {
+		return nil, "", fmt.Errorf("store: %w", err)
+	}
+	if err := st.PutConfigVersion(ctx, version, string(yamlText)); err != nil {
+		st.Close()
+		return nil, "", fmt.Errorf("store: config version: %w", err)
+	}
+	return st, version, nil
 }

@@ -92,27 +92,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Gateway, err er
 	if g.log == nil {
 		g.log = cfg.Logger(os.Stderr)
 	}
-	yamlText, err := cfg.YAML()
-	if err != nil {
-		return nil, err
-	}
-	if g.hash, err = cfg.Hash(); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
 			g.closeParts()
 		}
 	}()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	if g.store, err = sqlite.Open(ctx, cfg.DataDir, &sqlite.Options{Logger: g.log, BatchWait: cfg.Store.BatchWait.D()}); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	if err := g.store.PutConfigVersion(ctx, g.hash, string(yamlText)); err != nil {
-		return nil, fmt.Errorf("store: config version: %w", err)
+	if g.store, g.hash, err = cfg.OpenStore(ctx, g.log); err != nil {
+		return nil, err
 	}
 
 	resolver, cache, err := cfg.Resolver()

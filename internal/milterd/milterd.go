@@ -91,27 +91,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if d.log == nil {
 		d.log = cfg.Logger(os.Stderr)
 	}
-	yamlText, err := cfg.YAML()
-	if err != nil {
-		return nil, err
-	}
-	if d.hash, err = cfg.Hash(); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
 			d.closeParts()
 		}
 	}()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	if d.store, err = sqlite.Open(ctx, cfg.DataDir, &sqlite.Options{Logger: d.log, BatchWait: cfg.Store.BatchWait.D()}); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	if err := d.store.PutConfigVersion(ctx, d.hash, string(yamlText)); err != nil {
-		return nil, fmt.Errorf("store: config version: %w", err)
+	if d.store, d.hash, err = cfg.OpenStore(ctx, d.log); err != nil {
+		return nil, err
 	}
 	resolver, cache, err := cfg.Resolver()
 	if err != nil {
