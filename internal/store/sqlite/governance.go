@@ -474,8 +474,8 @@ func (s *Store) PruneNotified(ctx context.Context, before time.Time) (int64, err
 }
 
 // UpdateQuarantineStateAudited implements store.GovernanceStore: the
-// compare-and-set of UpdateQuarantineState and the audit append in one
-// transaction.
+// compare-and-set of UpdateQuarantineState and the audit append (none
+// when audit is nil) in one transaction.
 func (s *Store) UpdateQuarantineStateAudited(ctx context.Context, id string, from, to store.QuarantineState, actor string, audit store.AuditBuilder) error {
 	if err := s.check(); err != nil {
 		return err
@@ -518,6 +518,8 @@ func (s *Store) UpdateQuarantineStateAudited(ctx context.Context, id string, fro
 		return err
 	}
 	if to == store.Deleted {
+		// The state change is committed; a body that cannot be removed
+		// now goes when the item is pruned.
 		s.removeBodies(id)
 	}
 	return nil

@@ -325,47 +325,10 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 func (v *verifyingReader) Close() error { return v.f.Close() }
 
 // UpdateQuarantineState implements store.Store with one conditional UPDATE
-// in a synchronous transaction.
+// in a synchronous transaction: UpdateQuarantineStateAudited without an
+// audit entry.
 func (s *Store) UpdateQuarantineState(ctx context.Context, id string, from, to store.QuarantineState, actor string) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	if !from.Valid() || !to.Valid() {
-		return fmt.Errorf("%w: state %q → %q", store.ErrInvalid, from, to)
-	}
-	if !store.CanTransition(from, to) {
-		return fmt.Errorf("%w: %s → %s", store.ErrInvalidTransition, from, to)
-	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE quarantine SET state = ?, updated_at = ?, updated_by = ? WHERE id = ? AND state = ?`,
-			string(to), s.opts.Now().UnixNano(), actor, id, string(from))
-		if err != nil {
-			return dbErr(err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return dbErr(err)
-		} else if n == 1 {
-			return nil
-		}
-		var actual string
-		err = tx.QueryRowContext(ctx, `SELECT state FROM quarantine WHERE id = ?`, id).Scan(&actual)
-		if err = dbErr(err); errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: quarantine item %q", store.ErrNotFound, id)
-		} else if err != nil {
-			return err
-		}
-		return &store.StateConflictError{ID: id, Expected: from, Actual: store.QuarantineState(actual)}
-	})
-	if err != nil {
-		return err
-	}
-	if to == store.Deleted {
-		// The state change is committed; a body that cannot be removed
-		// now goes when the item is pruned.
-		s.removeBodies(id)
-	}
-	return nil
+	return s.UpdateQuarantineStateAudited(ctx, id, from, to, actor, nil)
 }
 
 // removeBodies deletes body files and makes the removals durable; failures
