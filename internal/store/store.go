@@ -4,10 +4,10 @@
 // the decision), quarantined messages with their bodies, and the
 // configuration versions that evidence refers to.
 //
-// Store is the interface every back end implements; the embedded default is
-// SQLite (package store/sqlite) and a PostgreSQL back end for several nodes
-// implements the same interface and passes the same conformance suite
-// (package store/storetest).
+// Store is the interface every back end implements. The one back end today
+// is the embedded SQLite store (package store/sqlite); the conformance suite
+// (package store/storetest) is written so that a PostgreSQL back end for
+// several nodes can be held to the same contract.
 //
 // Durability is part of the contract, because the gateway's SMTP replies
 // depend on it:
