@@ -145,6 +145,7 @@ func isWSP(c byte) bool { return c == ' ' || c == '\t' }
 // call Sum.
 type BodyHasher struct {
 	h     hash.Hash
+	alg   crypto.Hash // the function of h
 	canon Canonicalization
 	limit int64 // < 0: no limit
 	// hashed counts canonical octets hashed; length counts all canonical
@@ -169,7 +170,19 @@ type BodyHasher struct {
 // function h (crypto.SHA256 or crypto.SHA1, which must be linked in).
 // limit is the l= value, or negative for the whole body.
 func NewBodyHasher(c Canonicalization, h crypto.Hash, limit int64) *BodyHasher {
-	return &BodyHasher{h: h.New(), canon: c, limit: limit}
+	return &BodyHasher{h: h.New(), alg: h, canon: c, limit: limit}
+}
+
+// reset makes b a new BodyHasher as NewBodyHasher(c, h, limit) would
+// return, reusing b's hash state when it is of the same function.
+func (b *BodyHasher) reset(c Canonicalization, h crypto.Hash, limit int64) {
+	hs := b.h
+	if hs == nil || b.alg != h {
+		hs = h.New()
+	} else {
+		hs.Reset()
+	}
+	*b = BodyHasher{h: hs, alg: h, canon: c, limit: limit}
 }
 
 // bodyHasherBuffer is how many canonical octets a BodyHasher gathers
@@ -361,35 +374,24 @@ func (b *BodyHasher) writeRelaxed(p []byte) {
 // scanOrdinary returns the index of the first octet of p at or after i
 // that is a control octet (at or below SP, but SP), or a space followed
 // by such an octet or by the end of p; len(p) if there is none. It reads
-// sixteen octets at a time: for each word x it also loads the word one
-// octet further on, whose octets are those that follow x's, so that a
-// space is judged by its successor without a branch.
+// eight octets at a time, keeping the masks of the next word so that the
+// octet after a word's last one is known without loading it twice.
 func scanOrdinary(p []byte, i int) int {
 	j := i
-	for j+17 <= len(p) {
-		x0 := binary.LittleEndian.Uint64(p[j:])
-		n0 := binary.LittleEndian.Uint64(p[j+1:])
-		x1 := binary.LittleEndian.Uint64(p[j+8:])
-		n1 := binary.LittleEndian.Uint64(p[j+9:])
-		sp0, sp1 := spaceOctets(x0), spaceOctets(x1)
-		bad0 := lowOctets(x0)&^sp0 | sp0&lowOctets(n0)
-		bad1 := lowOctets(x1)&^sp1 | sp1&lowOctets(n1)
-		if bad0|bad1 != 0 {
-			if bad0 != 0 {
-				return j + bits.TrailingZeros64(bad0)>>3
-			}
-			return j + 8 + bits.TrailingZeros64(bad1)>>3
-		}
-		j += 16
-	}
-	for j+9 <= len(p) {
+	if j+16 <= len(p) {
 		x := binary.LittleEndian.Uint64(p[j:])
-		n := binary.LittleEndian.Uint64(p[j+1:])
-		sp := spaceOctets(x)
-		if bad := lowOctets(x)&^sp | sp&lowOctets(n); bad != 0 {
-			return j + bits.TrailingZeros64(bad)>>3
+		ctl, low := ctlOctets(x), lowOctets(x)
+		for j+16 <= len(p) {
+			y := binary.LittleEndian.Uint64(p[j+8:])
+			nextCtl, nextLow := ctlOctets(y), lowOctets(y)
+			// A control octet, or an octet at or below SP followed by
+			// one: either way a space that is not alone, or a control.
+			if stop := ctl | low&(low>>8|nextLow<<56); stop != 0 {
+				return j + bits.TrailingZeros64(stop)>>3
+			}
+			j += 8
+			ctl, low = nextCtl, nextLow
 		}
-		j += 8
 	}
 	for j < len(p) {
 		if c := p[j]; c > ' ' {
@@ -417,11 +419,11 @@ func lowOctets(x uint64) uint64 {
 	return ^((x &^ msb) + 0x5f*lsb | x) & msb
 }
 
-// spaceOctets returns a mask with the high bit of every octet of x that
-// is SP.
-func spaceOctets(x uint64) uint64 {
-	v := x ^ 0x20*lsb
-	return ^((v &^ msb) + 0x7f*lsb | v) & msb
+// ctlOctets returns a mask with the high bit of every octet of x (read as
+// eight octets) that is below SP, and no other bit set.
+func ctlOctets(x uint64) uint64 {
+	// As lowOctets, with 0x60: the high bit is set from 0x20 up.
+	return ^((x &^ msb) + 0x60*lsb | x) & msb
 }
 
 // relaxedOctet runs the relaxed state machine over one octet.
@@ -497,9 +499,14 @@ func (b *BodyHasher) finish() {
 // Sum applies the end-of-body rules and returns the body hash. Write must
 // not be called after Sum.
 func (b *BodyHasher) Sum() []byte {
+	return b.appendSum(nil)
+}
+
+// appendSum is Sum appending the hash to dst.
+func (b *BodyHasher) appendSum(dst []byte) []byte {
 	b.finish()
 	b.flush()
-	return b.h.Sum(nil)
+	return b.h.Sum(dst)
 }
 
 // Length returns the length of the canonical body seen so far, including

@@ -275,8 +275,40 @@ func TestOctetMasks(t *testing.T) {
 			if !(c <= ' ') && lowOctets(x) != 0 {
 				t.Fatalf("lowOctets false positive for 0x%02x", c)
 			}
-			if got, want := spaceOctets(x) == bit, c == ' '; got != want || (c != ' ' && spaceOctets(x) != 0) {
-				t.Fatalf("spaceOctets with 0x%02x at %d: %x", c, pos, spaceOctets(x))
+			if got, want := ctlOctets(x) == bit, c < ' '; got != want || (c >= ' ' && ctlOctets(x) != 0) {
+				t.Fatalf("ctlOctets with 0x%02x at %d: %x", c, pos, ctlOctets(x))
+			}
+		}
+	}
+}
+
+// scanOrdinaryReference is scanOrdinary one octet at a time.
+func scanOrdinaryReference(p []byte, i int) int {
+	for j := i; j < len(p); j++ {
+		c := p[j]
+		if c < ' ' || c == ' ' && (j+1 == len(p) || p[j+1] <= ' ') {
+			return j
+		}
+	}
+	return len(p)
+}
+
+func TestScanOrdinary(t *testing.T) {
+	alphabet := []byte("a  \t\r\n\x01\x1f!\x7f\x80\xff")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 3000 {
+		p := make([]byte, rng.IntN(48))
+		for k := range p {
+			// Mostly ordinary octets, so that long runs occur.
+			if rng.IntN(4) == 0 {
+				p[k] = alphabet[rng.IntN(len(alphabet))]
+			} else {
+				p[k] = byte('a' + rng.IntN(26))
+			}
+		}
+		for i := 0; i <= len(p); i++ {
+			if got, want := scanOrdinary(p, i), scanOrdinaryReference(p, i); got != want {
+				t.Fatalf("scanOrdinary(%q, %d) = %d, want %d", p, i, got, want)
 			}
 		}
 	}

@@ -206,16 +206,22 @@ func decodeBase64(s string) ([]byte, error) {
 	return base64.RawStdEncoding.DecodeString(s)
 }
 
-// decodeBase64Bytes decodes standard base64, with or without padding,
-// into a new slice.
-func decodeBase64Bytes(b []byte) ([]byte, error) {
-	enc := base64.StdEncoding
+// base64Encoding returns the encoding of b, standard base64 with or
+// without padding.
+func base64Encoding(b []byte) *base64.Encoding {
 	if len(b) > 0 && b[len(b)-1] != '=' && len(b)%4 != 0 {
-		enc = base64.RawStdEncoding
+		return base64.RawStdEncoding
 	}
-	out := make([]byte, enc.DecodedLen(len(b)))
-	n, err := enc.Decode(out, b)
-	return out[:n], err
+	return base64.StdEncoding
+}
+
+// base64DecodedLen is the most octets appendBase64Bytes appends for b.
+func base64DecodedLen(b []byte) int { return base64Encoding(b).DecodedLen(len(b)) }
+
+// appendBase64Bytes decodes b, standard base64 with or without padding,
+// and appends the octets to dst.
+func appendBase64Bytes(dst, b []byte) ([]byte, error) {
+	return base64Encoding(b).AppendDecode(dst, b)
 }
 
 // KeyName returns the DNS name of the key record for selector and domain:

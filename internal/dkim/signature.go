@@ -190,10 +190,16 @@ func ParseSignature(f *message.Field) (*Signature, error) {
 	}
 	bh, _ := tags.Get("bh")
 	var bhStack [128]byte
-	if s.BodyHash, err = decodeBase64Bytes(appendWithoutFWS(bhStack[:0], bh)); err != nil || len(s.BodyHash) == 0 {
+	bhClean := appendWithoutFWS(bhStack[:0], bh)
+	// bh= and b= are decoded into one allocation, each clipped to its
+	// length.
+	decoded := make([]byte, 0, base64DecodedLen(bhClean)+base64DecodedLen(bClean))
+	if s.BodyHash, err = appendBase64Bytes(decoded, bhClean); err != nil || len(s.BodyHash) == 0 {
 		return s, fmt.Errorf("%w: bh= is not base64", ErrInvalidSignature)
 	}
-	if s.Value, err = decodeBase64Bytes(bClean); err != nil || len(s.Value) == 0 {
+	s.BodyHash = s.BodyHash[:len(s.BodyHash):len(s.BodyHash)]
+	rest := decoded[len(s.BodyHash):len(s.BodyHash)]
+	if s.Value, err = appendBase64Bytes(rest, bClean); err != nil || len(s.Value) == 0 {
 		return s, fmt.Errorf("%w: b= is not base64", ErrInvalidSignature)
 	}
 	s.Identity = "@" + s.Domain

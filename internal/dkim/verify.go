@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -261,6 +260,8 @@ type hasherKey struct {
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
+var bodyHasherPool = sync.Pool{New: func() any { return new(BodyHasher) }}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 // ErrNoResolver is returned by Verify when Verifier.Resolver is nil.
@@ -348,10 +349,18 @@ func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader
 	}
 
 	// Hash the body once for every distinct (canonicalization, hash, l=).
-	hashers := make([]*BodyHasher, len(hkeys))
-	for i, k := range hkeys {
-		hashers[i] = NewBodyHasher(k.canon, k.alg.Hash(), k.limit)
+	var hasherBuf [8]*BodyHasher
+	hashers := hasherBuf[:0]
+	for _, k := range hkeys {
+		bh := bodyHasherPool.Get().(*BodyHasher)
+		bh.reset(k.canon, k.alg.Hash(), k.limit)
+		hashers = append(hashers, bh)
 	}
+	defer func() {
+		for _, bh := range hashers {
+			bodyHasherPool.Put(bh)
+		}
+	}()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := (*bp)[:cap(*bp)]
@@ -369,9 +378,15 @@ func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader
 			return nil, err
 		}
 	}
-	sums := make([][]byte, len(hashers))
+	var sumBuf [8][sha256.Size]byte
+	var sumsBuf [8][]byte
+	sums := sumsBuf[:0]
 	for i, bh := range hashers {
-		sums[i] = bh.Sum()
+		if i < len(sumBuf) {
+			sums = append(sums, bh.appendSum(sumBuf[i][:0]))
+		} else {
+			sums = append(sums, bh.Sum())
+		}
 	}
 
 	var diagnose []pending
@@ -502,7 +517,7 @@ func newResult(sig *Signature) *SignatureResult {
 		Algorithm: string(sig.Algorithm),
 		Identity:  sig.Identity,
 	}
-	res.Canonicalization = sig.HeaderCanon.String() + "/" + sig.BodyCanon.String()
+	res.Canonicalization = canonPairs[sig.HeaderCanon&1][sig.BodyCanon&1]
 	if sig.Timestamp > 0 {
 		res.Timestamp = sig.Timestamp
 	}
@@ -515,6 +530,13 @@ func newResult(sig *Signature) *SignatureResult {
 	}
 	res.SignedHeaders = sig.Headers
 	return res
+}
+
+// canonPairs names each header/body canonicalization pair, indexed by
+// the header and body Canonicalization, so that results share the strings.
+var canonPairs = [2][2]string{
+	{"simple/simple", "simple/relaxed"},
+	{"relaxed/simple", "relaxed/relaxed"},
 }
 
 func (r *SignatureResult) set(res Result, err error) {
@@ -554,9 +576,6 @@ func (r *SignatureResult) oversigning(fields []*message.Field, signed []string) 
 			overs = append(overs, n)
 		}
 	}
-	if len(overs) > 0 {
-		r.Oversigned = slices.Clone(overs)
-	}
 	var notOver [len(importantHeaders)]string
 	nots := notOver[:0]
 	for _, n := range importantHeaders {
@@ -564,8 +583,16 @@ func (r *SignatureResult) oversigning(fields []*message.Field, signed []string) 
 			nots = append(nots, n)
 		}
 	}
+	// Both lists share one allocation; each is clipped to its length.
+	if len(overs)+len(nots) == 0 {
+		return
+	}
+	all := append(append(make([]string, 0, len(overs)+len(nots)), overs...), nots...)
+	if len(overs) > 0 {
+		r.Oversigned = all[:len(overs):len(overs)]
+	}
 	if len(nots) > 0 {
-		r.NotOversigned = slices.Clone(nots)
+		r.NotOversigned = all[len(overs):]
 	}
 }
 
