@@ -133,12 +133,15 @@ func removeFWS(s string) string {
 
 // appendWithoutFWS appends s without its white space to dst.
 func appendWithoutFWS(dst []byte, s string) []byte {
+	// Runs between white space are appended whole.
+	start := 0
 	for i := 0; i < len(s); i++ {
-		if !isFWSOctet(s[i]) {
-			dst = append(dst, s[i])
+		if isFWSOctet(s[i]) {
+			dst = append(dst, s[start:i]...)
+			start = i + 1
 		}
 	}
-	return dst
+	return append(dst, s[start:]...)
 }
 
 // validTagName checks tag-name = ALPHA *ALNUMPUNC (RFC 6376 §3.2).

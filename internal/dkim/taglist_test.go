@@ -67,3 +67,17 @@ func TestTagListCaseSensitive(t *testing.T) {
 		t.Error("Has(x) on a list without x")
 	}
 }
+
+func TestAppendWithoutFWS(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"abc", "abc"},
+		{" \t\r\n", ""},
+		{"ab c\r\n\tde  f ", "abcdef"},
+		{"\r\n ab", "ab"},
+	} {
+		if got := string(appendWithoutFWS([]byte("x"), c.in)); got != "x"+c.want {
+			t.Errorf("appendWithoutFWS(%q) = %q, want %q", c.in, got, "x"+c.want)
+		}
+	}
+}
