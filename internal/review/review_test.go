@@ -97,8 +97,8 @@ policies:
 		}
 	}
 	// The rule's owner as the gateway's decisions name it: the override
-	// sets no owner for the rule, so the filled-in default stays.
-	if fs[0].Owner != policy.DefaultOwner || !strings.Contains(fs[0].Message, "dmarc_reject.action is deliver") {
+	// sets no owner for the rule, so the override's policy owner applies.
+	if fs[0].Owner != "legacy-team" || !strings.Contains(fs[0].Message, "dmarc_reject.action is deliver") {
 		t.Errorf("reject: %s", fs[0])
 	}
 	if fs[1].Owner != "partners" || !strings.Contains(fs[1].Message, "dmarc_quarantine.action is deliver") {
@@ -193,7 +193,8 @@ func TestUngoverned(t *testing.T) {
 		t.Errorf("exceptions (reported once for two listeners): %v", exc)
 	}
 	sl := find(fs, review.UngovernedSealer)
-	if len(sl) != 1 || sl[0].Owner != policy.DefaultOwner {
+	// A sealer without an owner belongs to the policy's owner.
+	if len(sl) != 1 || sl[0].Owner != "mail-team" {
 		t.Errorf("sealers: %v", sl)
 	}
 }
