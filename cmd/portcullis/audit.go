@@ -50,12 +50,8 @@ an action (exception.approve) or a family ending in a dot (exception.);
 		Example: `  portcullis audit list --action exception. --since 30d
   portcullis audit list --actor bob --json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
+			var err error
 			now := time.Now()
 			if flt.Since, err = parseTraceTime(since, now); err != nil {
 				return fmt.Errorf("--since: %w", err)
@@ -92,7 +88,7 @@ an action (exception.approve) or a family ending in a dot (exception.);
 				fmt.Fprintf(w, "(more: --after %d)\n", evs[len(evs)-1].Seq)
 			}
 			return nil
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&flt.Actor, "actor", "", "only this actor's changes")
@@ -167,12 +163,7 @@ func newAuditHeadCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "head",
 		Short: "Print the head of the audit log (SEQ:HASH), to keep elsewhere as an anchor",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
 			h, err := env.log.Head(cmd.Context())
 			if err != nil {
 				return err
@@ -182,6 +173,6 @@ func newAuditHeadCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), h)
 			return nil
-		},
+		}),
 	}
 }

@@ -88,15 +88,8 @@ func newExceptionRequestCmd(g *globalFlags, f *govFlags) *cobra.Command {
       --action deliver --owner procurement --justification "purchase orders; partner fixing SPF" \
       --ticket CHG-1042 --expires 30d --actor alice`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, _ []string) error {
+			var err error
 			now := env.svc.Now()
 			if r.Expires, err = parseExpiry(expires, now); err != nil {
 				return fmt.Errorf("--expires: %w", err)
@@ -125,7 +118,7 @@ func newExceptionRequestCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			fmt.Fprintf(w, "owner %s, expires %s\n", e.Owner, fmtTime(e.Expires))
 			fmt.Fprintf(w, "It applies once another person approves it: portcullis exception approve %s --actor NAME\n", e.ID)
 			return nil
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&r.ID, "id", "", "id of the exception (default: exc- and random characters)")
@@ -155,15 +148,8 @@ func newSealerRequestCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Short:   "Request to trust an ARC sealer (it applies once a second person approves it)",
 		Example: `  portcullis sealer request --domain lists.example.net --owner collab --justification "the staff mailing list" --expires 90d --actor alice`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, _ []string) error {
+			var err error
 			if r.Expires, err = parseExpiry(expires, env.svc.Now()); err != nil {
 				return fmt.Errorf("--expires: %w", err)
 			}
@@ -174,7 +160,7 @@ func newSealerRequestCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "sealer %s requested by %s: trust ARC seals of %s until %s (owner %s)\n", s.ID, actor, s.Domain, fmtTime(s.Expires), s.Owner)
 			fmt.Fprintf(cmd.OutOrStdout(), "It applies once another person approves it: portcullis sealer approve %s --actor NAME\n", s.ID)
 			return nil
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&r.ID, "id", "", "id of the sealer (default: arc- and random characters)")
@@ -193,22 +179,14 @@ func newApproveCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 		Use:   "approve ID --actor A",
 		Short: fmt.Sprintf("Approve a requested %s or its pending renewal (an admin other than the requester)", kind),
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			l, err := env.svc.Approve(cmd.Context(), kind, args[0], actor)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s approved by %s: active until %s\n", kind, args[0], actor, fmtTime(l.Expires))
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&actor, "actor", "", "who approves (required)")
 	return cmd
@@ -220,21 +198,13 @@ func newRevokeCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Comm
 		Use:   "revoke ID --actor A --reason R",
 		Short: fmt.Sprintf("Revoke a %s: it stops applying at once", kind),
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			if _, err := env.svc.Revoke(cmd.Context(), kind, args[0], actor, reason); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s revoked by %s\n", kind, args[0], actor)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&actor, "actor", "", "who revokes (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
@@ -247,15 +217,7 @@ func newRenewCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Comma
 		Use:   "renew ID --expires 30d --actor A",
 		Short: fmt.Sprintf("Request a later expiry for a %s (a second person approves it)", kind),
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			exp, err := parseExpiry(expires, env.svc.Now())
 			if err != nil {
 				return fmt.Errorf("--expires: %w", err)
@@ -267,7 +229,7 @@ func newRenewCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Comma
 			fmt.Fprintf(cmd.OutOrStdout(), "renewal of %s %s until %s requested by %s; it still expires %s until another person approves it:\n  portcullis %s approve %s --actor NAME\n",
 				kind, args[0], fmtTime(exp), actor, fmtTime(l.Expires), kind, args[0])
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&actor, "actor", "", "who requests the renewal (required)")
 	cmd.Flags().StringVar(&expires, "expires", "", "new expiry: a duration from now (30d) or a date (required)")
@@ -282,12 +244,7 @@ func newGovListCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 		Use:   "list [--state requested|active|expired|revoked] [--json]",
 		Short: fmt.Sprintf("List %ss with their state, expiry and hits", kind),
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
 			now := env.svc.Now()
 			keep := func(l *governance.Lifecycle) bool {
 				return state == "" || string(l.Effective(now)) == strings.ToLower(state)
@@ -334,7 +291,7 @@ func newGovListCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 					bindingWords(e.Binding), e.Allow, e.Owner, fmtTime(e.Expires), e.Hits, fmtTime(e.LastUsed))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only those in this state (as of now)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -373,12 +330,7 @@ func newGovShowCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 		Use:   "show ID [--json]",
 		Short: fmt.Sprintf("Show a %s, its hits and its history", kind),
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			w := cmd.OutOrStdout()
 			now := env.svc.Now()
 			var l *governance.Lifecycle
@@ -408,7 +360,7 @@ func newGovShowCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 			writeLifecycle(w, l, now)
 			fmt.Fprintln(w)
 			return trail(w, env, cmd, string(kind), args[0])
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd

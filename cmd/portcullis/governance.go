@@ -162,3 +162,22 @@ func trail(w io.Writer, env *govEnv, cmd *cobra.Command, typ, id string) error {
 	}
 	return nil
 }
+
+// govRun returns the RunE of a governance command: it checks *actor when
+// the command records a change (actor not nil), opens the governance
+// environment, runs fn with it and closes it.
+func govRun(g *globalFlags, f *govFlags, actor *string, fn func(cmd *cobra.Command, env *govEnv, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if actor != nil {
+			if err := requireActor(*actor); err != nil {
+				return err
+			}
+		}
+		env, err := openGov(cmd, g, f)
+		if err != nil {
+			return err
+		}
+		defer env.Close()
+		return fn(cmd, env, args)
+	}
+}

@@ -95,12 +95,8 @@ func newQuarantineListCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "list [--recipient R] [--sender S] [--state held|release-requested|released|deleted] [--since T] [--limit N] [--json]",
 		Short: "List quarantined messages, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
+			var err error
 			if q.Since, err = parseTraceTime(since, time.Now()); err != nil {
 				return fmt.Errorf("--since: %w", err)
 			}
@@ -131,7 +127,7 @@ func newQuarantineListCmd(g *globalFlags, f *govFlags) *cobra.Command {
 					it.Sender, strings.Join(it.Recipients, ","), clip(it.Subject, 50), rule)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&q.Recipient, "recipient", "", "only messages for this recipient")
@@ -162,12 +158,7 @@ func newQuarantineShowCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "show ID [--json]",
 		Short: "Show a quarantined message: why it was held, its header and evidence",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			m, _, err := env.manager(false)
 			if err != nil {
 				return err
@@ -196,7 +187,7 @@ func newQuarantineShowCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			}
 			fmt.Fprintln(w)
 			return trail(w, env, cmd, "quarantine", it.ID)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (item, header, evidence, verdict)")
 	return cmd
@@ -219,15 +210,7 @@ func newQuarantineReleaseCmd(g *globalFlags, f *govFlags, verb string) *cobra.Co
 		Use:   verb + " ID --actor A",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			m, closer, err := env.manager(true)
 			if err != nil {
 				return err
@@ -247,7 +230,7 @@ func newQuarantineReleaseCmd(g *globalFlags, f *govFlags, verb string) *cobra.Co
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "released %s by %s: %s %s\n", args[0], actor, res.Host, res.Reply)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&actor, "actor", "", "who releases (required)")
 	return cmd
@@ -264,15 +247,7 @@ func newQuarantineActCmd(g *globalFlags, f *govFlags, verb string) *cobra.Comman
 		Use:   verb + " ID --actor A [--reason R]",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			m, _, err := env.manager(false)
 			if err != nil {
 				return err
@@ -291,7 +266,7 @@ func newQuarantineActCmd(g *globalFlags, f *govFlags, verb string) *cobra.Comman
 			done := map[string]string{"release-request": "release requested", "refuse-release": "release refused", "delete": "deleted"}[verb]
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s by %s\n", args[0], done, actor)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&actor, "actor", "", "who acts (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
@@ -303,12 +278,7 @@ func newQuarantineExpireCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "expire",
 		Short: "Remove the messages past their expiry or the retention now (the gateway does it hourly)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
 			m, _, err := env.manager(false)
 			if err != nil {
 				return err
@@ -319,7 +289,7 @@ func newQuarantineExpireCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d messages removed (retention %s)\n", n, m.Config().Retention)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -346,12 +316,7 @@ func newNotificationsShowCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "show [--json]",
 		Short: "Show the notification settings",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
 			s, _, err := quarantine.LoadSettings(cmd.Context(), env.st)
 			if err != nil {
 				return err
@@ -382,7 +347,7 @@ func newNotificationsShowCmd(g *globalFlags, f *govFlags) *cobra.Command {
 				fmt.Fprintf(w, "Watch:            %s, owner %s%s\n", wd.Domain, wd.Owner, map[bool]string{true: "", false: " (" + wd.Note + ")"}[wd.Note == ""])
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -408,15 +373,7 @@ func newNotificationsSetCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Short:   "Change the notification settings (an admin; audited)",
 		Example: `  portcullis notifications set --owner procurement=procurement@corp.example --admin postmaster@corp.example --actor bob`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, _ []string) error {
 			fl := cmd.Flags()
 			before, after, err := quarantine.UpdateSettings(cmd.Context(), env.log, env.cfg.GovernanceRoles(), actor, func(s *quarantine.Settings) error {
 				for _, b := range []struct {
@@ -478,7 +435,7 @@ func newNotificationsSetCmd(g *globalFlags, f *govFlags) *cobra.Command {
 				fmt.Fprintln(w, "every notification is on")
 			}
 			return nil
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&digests, "digests", "", "recipient digests on or off")
@@ -550,12 +507,7 @@ func newNotificationsSendCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "send-digests",
 		Short: "Send the recipient digests of new quarantined messages now, through the downstream",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: govRun(g, f, nil, func(cmd *cobra.Command, env *govEnv, _ []string) error {
 			d, closer, err := env.cfg.Deliverer(env.logger)
 			if err != nil {
 				return err
@@ -581,6 +533,6 @@ func newNotificationsSendCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			}
 			fmt.Fprintln(cmd.OutOrStdout())
 			return nil
-		},
+		}),
 	}
 }
