@@ -2,90 +2,17 @@ package analysis
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"portcullis/internal/dmarc"
-	"portcullis/internal/dns"
 	"portcullis/internal/testutil"
+	"portcullis/internal/testutil/rspamd"
 )
-
-// rspamdCases is ../shared/testdata/dmarc-rspamd/rspamd-cases.json.
-type rspamdCases struct {
-	Zone []struct {
-		Name    string   `json:"name"`
-		Type    string   `json:"type"`
-		Replies []string `json:"replies"`
-		RCode   string   `json:"rcode"`
-	} `json:"zone"`
-	DMARCCases []struct {
-		Name          string   `json:"name"`
-		Message       string   `json:"message"`
-		IP            string   `json:"ip"`
-		From          string   `json:"from"`
-		HELO          string   `json:"helo"`
-		ExpectSymbols []string `json:"expect_symbols"`
-	} `json:"dmarc_cases"`
-}
-
-// rspamdZone turns the case file's zone into a dns.Zone: "norec" makes the
-// name exist without records of the type (NODATA), "nxdomain" leaves it
-// out, "timeout" makes queries of that type time out. Names absent from
-// the zone are NXDOMAIN, as the case file asks.
-func rspamdZone(t testing.TB, c *rspamdCases) *dns.Zone {
-	t.Helper()
-	z := dns.NewZone()
-	for _, e := range c.Zone {
-		typ, err := dns.ParseType(e.Type)
-		if err != nil {
-			t.Fatalf("zone %s: %v", e.Name, err)
-		}
-		switch e.RCode {
-		case "norec":
-			// A record of another type makes the name exist.
-			other := dns.TypeTXT
-			if typ == dns.TypeTXT {
-				other = dns.TypeMX
-			}
-			z.Add(e.Name, dns.Record{Type: other, TTL: 300, TXT: []string{"x"}, Host: "placeholder.invalid"})
-			continue
-		case "nxdomain":
-			continue
-		case "timeout":
-			z.SetFault(e.Name, typ, dns.FaultTimeout)
-			continue
-		case "":
-		default:
-			t.Fatalf("zone %s: rcode %q", e.Name, e.RCode)
-		}
-		for _, v := range e.Replies {
-			rec := dns.Record{Type: typ, TTL: 300}
-			switch typ {
-			case dns.TypeTXT:
-				rec.TXT = []string{v}
-			case dns.TypeA, dns.TypeAAAA:
-				rec.IP = netip.MustParseAddr(v)
-			case dns.TypeMX:
-				pref, host, _ := strings.Cut(v, " ")
-				n, err := strconv.Atoi(pref)
-				if err != nil {
-					t.Fatalf("zone %s MX %q", e.Name, v)
-				}
-				rec.Pref, rec.Host = uint16(n), host
-			case dns.TypePTR, dns.TypeCNAME:
-				rec.Host = v
-			}
-			z.Add(e.Name, rec)
-		}
-	}
-	return z
-}
 
 // rspamdOutcome maps an rspamd symbol to the DMARC result and the policy
 // in effect it stands for (symbol_meaning of the case file).
@@ -132,23 +59,12 @@ func (sampleAll) IntN(int) int { return 99 }
 // differences. Cases without a client address have no connection facts:
 // SPF is "none" and only DKIM can align, as in rspamd's run.
 func TestRspamdEndToEnd(t *testing.T) {
-	dir := testutil.SharedTestdata(t, "dmarc-rspamd")
-	b, err := os.ReadFile(filepath.Join(dir, "rspamd-cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c rspamdCases
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.DMARCCases) != 18 {
-		t.Fatalf("%d DMARC cases, want 18", len(c.DMARCCases))
-	}
+	c, dir := rspamd.Load(t)
 	psl, err := dmarc.LoadPSLFile(filepath.Join(testutil.SharedTestdata(t, "dmarc-psl"), "public_suffix_list.dat"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	z := rspamdZone(t, &c)
+	z := c.DNSZone(t)
 	for _, mode := range []dmarc.Mode{dmarc.RFC7489, dmarc.RFC9989} {
 		a := newAnalyzer(t, z, func(cfg *Config) {
 			cfg.DMARCMode = mode
@@ -157,7 +73,7 @@ func TestRspamdEndToEnd(t *testing.T) {
 			cfg.DMARCSampler = sampleAll{}
 			cfg.Clock = nil // the real time: the signatures carry no x=
 		})
-		agree := runRspamd(t, a, dir, &c, rspamd9989[mode])
+		agree := runRspamd(t, a, dir, c, rspamd9989[mode])
 		t.Logf("rspamd DMARC cases through analysis.Run, %s: %d/%d agree with rspamd, %d differ as the RFC requires",
 			mode, agree, len(c.DMARCCases), len(rspamd9989[mode]))
 		if mode == dmarc.RFC7489 && agree != 18 {
@@ -188,7 +104,7 @@ var rspamd9989 = map[dmarc.Mode]map[string]string{
 
 // runRspamd runs the cases through a, expecting rspamd's outcome except
 // for the cases in deviations, and returns how many agree with rspamd.
-func runRspamd(t *testing.T, a *Analyzer, dir string, c *rspamdCases, deviations map[string]string) int {
+func runRspamd(t *testing.T, a *Analyzer, dir string, c *rspamd.Cases, deviations map[string]string) int {
 	t.Helper()
 	agree := 0
 	for _, tc := range c.DMARCCases {

@@ -3,83 +3,15 @@ package dmarc
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
-	"portcullis/internal/dns"
 	"portcullis/internal/testutil"
+	"portcullis/internal/testutil/rspamd"
 )
-
-// rspamdCases is ../shared/testdata/dmarc-rspamd/rspamd-cases.json.
-type rspamdCases struct {
-	Zone []struct {
-		Name    string   `json:"name"`
-		Type    string   `json:"type"`
-		Replies []string `json:"replies"`
-		RCode   string   `json:"rcode"`
-	} `json:"zone"`
-	DMARCCases []struct {
-		Name          string   `json:"name"`
-		Message       string   `json:"message"`
-		IP            string   `json:"ip"`
-		From          string   `json:"from"`
-		ExpectSymbols []string `json:"expect_symbols"`
-	} `json:"dmarc_cases"`
-}
-
-// loadRspamdZone turns the case file's zone into a dns.Zone: "norec"
-// makes the name exist without records of the type (NODATA), "nxdomain"
-// leaves it out (NXDOMAIN), "timeout" is a FaultTimeout for the type.
-// Names absent from the zone are NXDOMAIN, as the case file asks.
-func loadRspamdZone(t testing.TB, c *rspamdCases) *dns.Zone {
-	t.Helper()
-	z := dns.NewZone()
-	for _, e := range c.Zone {
-		typ, err := dns.ParseType(e.Type)
-		if err != nil {
-			t.Fatalf("zone %s: %v", e.Name, err)
-		}
-		switch e.RCode {
-		case "norec":
-			z.Add(e.Name, dns.Record{})
-			continue
-		case "nxdomain":
-			continue
-		case "timeout":
-			z.SetFault(e.Name, typ, dns.FaultTimeout)
-			continue
-		case "":
-		default:
-			t.Fatalf("zone %s: rcode %q", e.Name, e.RCode)
-		}
-		for _, v := range e.Replies {
-			rec := dns.Record{Type: typ, TTL: 300}
-			switch typ {
-			case dns.TypeTXT:
-				rec.TXT = []string{v}
-			case dns.TypeA, dns.TypeAAAA:
-				rec.IP = netip.MustParseAddr(v)
-			case dns.TypeMX:
-				pref, host, _ := strings.Cut(v, " ")
-				n, err := strconv.Atoi(pref)
-				if err != nil {
-					t.Fatalf("zone %s MX %q", e.Name, v)
-				}
-				rec.Pref, rec.Host = uint16(n), host
-			case dns.TypePTR:
-				rec.Host = v
-			}
-			z.Add(e.Name, rec)
-		}
-	}
-	return z
-}
 
 // fromFields returns the From field bodies of a message file.
 func fromFields(t *testing.T, path string) []string {
@@ -187,23 +119,12 @@ var rspamdDeviations = map[string]map[string]string{
 }
 
 func TestRspamdPolicies(t *testing.T) {
-	dir := testutil.SharedTestdata(t, "dmarc-rspamd")
-	b, err := os.ReadFile(filepath.Join(dir, "rspamd-cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c rspamdCases
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.DMARCCases) != 18 {
-		t.Fatalf("%d DMARC cases, want 18", len(c.DMARCCases))
-	}
+	c, dir := rspamd.Load(t)
 	psl, err := LoadPSLFile(filepath.Join(testutil.SharedTestdata(t, "dmarc-psl"), "public_suffix_list.dat"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	z := loadRspamdZone(t, &c)
+	z := c.DNSZone(t)
 	modes := []struct {
 		name string
 		opts Options
