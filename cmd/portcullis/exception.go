@@ -255,12 +255,7 @@ func newGovListCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 				if err != nil {
 					return err
 				}
-				var out []*governance.Sealer
-				for _, s := range all {
-					if keep(&s.Lifecycle) {
-						out = append(out, s)
-					}
-				}
+				out := keepState(all, func(s *governance.Sealer) *governance.Lifecycle { return &s.Lifecycle }, keep)
 				if asJSON {
 					return writeJSON(w, out)
 				}
@@ -275,12 +270,7 @@ func newGovListCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 			if err != nil {
 				return err
 			}
-			var out []*governance.Exception
-			for _, e := range all {
-				if keep(&e.Lifecycle) {
-					out = append(out, e)
-				}
-			}
+			out := keepState(all, func(e *governance.Exception) *governance.Lifecycle { return &e.Lifecycle }, keep)
 			if asJSON {
 				return writeJSON(w, out)
 			}
@@ -387,4 +377,16 @@ func writeLifecycle(w io.Writer, l *governance.Lifecycle, now time.Time) {
 	if l.RevokedBy != "" {
 		fmt.Fprintf(w, "Revoked:       by %s at %s: %s\n", l.RevokedBy, fmtTime(l.RevokedAt), l.RevokeReason)
 	}
+}
+
+// keepState returns the governed objects whose lifecycle keep accepts, in
+// order.
+func keepState[T any](all []T, life func(T) *governance.Lifecycle, keep func(*governance.Lifecycle) bool) []T {
+	var out []T
+	for _, o := range all {
+		if keep(life(o)) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
