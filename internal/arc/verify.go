@@ -382,7 +382,7 @@ func (vr *validation) verifyAMSCanon(ams *MessageSignature, hc, bc dkim.Canonica
 	if err != nil {
 		return Fail, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if err := dkim.VerifyDigest(key.Public, ams.Algorithm, digest(ams.Algorithm, vr.buf), ams.Value); err != nil {
+	if err := key.VerifyDigest(ams.Algorithm, digest(ams.Algorithm, vr.buf), ams.Value); err != nil {
 		return Fail, fmt.Errorf("%w: header signature (b=): %w", ErrSignature, err)
 	}
 	return Pass, nil
@@ -403,7 +403,7 @@ func (vr *validation) verifySeal(i int) (Status, error) {
 	if st != Pass {
 		return st, err
 	}
-	if err := dkim.VerifyDigest(key.Public, as.Algorithm, digest(as.Algorithm, data), as.Value); err != nil {
+	if err := key.VerifyDigest(as.Algorithm, digest(as.Algorithm, data), as.Value); err != nil {
 		return Fail, fmt.Errorf("%w: seal signature (b=): %w", ErrSignature, err)
 	}
 	return Pass, nil

@@ -420,7 +420,7 @@ func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader
 			d := sha256.Sum256(data)
 			digest = d[:]
 		}
-		if err := VerifyDigest(res.Key.Public, sig.Algorithm, digest, sig.Value); err != nil {
+		if err := res.Key.VerifyDigest(sig.Algorithm, digest, sig.Value); err != nil {
 			res.set(Fail, err)
 			continue
 		}
