@@ -3,6 +3,7 @@ package dkim
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -107,26 +108,37 @@ func AppendCanonicalHeader(dst, raw []byte, c Canonicalization) []byte {
 		v = v[:len(v)-2]
 	}
 	// Unfold (drop CRLF), reduce white-space runs to one space, drop white
-	// space at the start and at the end of the value.
-	wsp := false
-	started := false
-	for i := 0; i < len(v); i++ {
-		ch := v[i]
-		switch {
-		case ch == '\r' && i+1 < len(v) && v[i+1] == '\n':
-			i++
-			wsp = true
-			continue
-		case isWSP(ch):
-			wsp = true
-			continue
+	// space at the start and at the end of the value. Runs of content,
+	// single spaces between words included, are appended whole.
+	wsp, started := false, false
+	for i := 0; i < len(v); {
+		j := i
+		for j < len(v) {
+			c := v[j]
+			if c == ' ' && j > i && j+1 < len(v) && !isFoldOrWSP(v, j+1) {
+				j++ // one space between content: kept as it is
+				continue
+			}
+			if isFoldOrWSP(v, j) {
+				break
+			}
+			j++
 		}
-		if wsp && started {
-			dst = append(dst, ' ')
+		if j > i {
+			if wsp && started {
+				dst = append(dst, ' ')
+			}
+			dst = append(dst, v[i:j]...)
+			wsp, started = false, true
 		}
-		wsp = false
-		started = true
-		dst = append(dst, ch)
+		for j < len(v) && isFoldOrWSP(v, j) {
+			if v[j] == '\r' {
+				j++
+			}
+			j++
+			wsp = true
+		}
+		i = j
 	}
 	return append(dst, '\r', '\n')
 }
@@ -134,6 +146,13 @@ func AppendCanonicalHeader(dst, raw []byte, c Canonicalization) []byte {
 var crlf = []byte("\r\n")
 
 func isWSP(c byte) bool { return c == ' ' || c == '\t' }
+
+// isFoldOrWSP reports whether v[i] is white space or the CR of a CRLF
+// (folding, which relaxed canonicalization unfolds).
+func isFoldOrWSP(v []byte, i int) bool {
+	c := v[i]
+	return c == ' ' || c == '\t' || c == '\r' && i+1 < len(v) && v[i+1] == '\n'
+}
 
 // BodyHasher computes a DKIM body hash (RFC 6376 §3.7) of a message body
 // written to it in pieces of any size: it canonicalizes the body as it goes
@@ -161,8 +180,9 @@ type BodyHasher struct {
 	wsp     bool // white space was read and not yet emitted
 	content bool // the current line has non-white-space content
 
-	one  [1]byte // scratch for emitting one octet without allocating
-	nbuf int     // canonical octets in buf not yet hashed
+	one  [1]byte           // scratch for emitting one octet without allocating
+	sum  [sha256.Size]byte // room for the digest, so that a pooled hasher sums without allocating
+	nbuf int               // canonical octets in buf not yet hashed
 	buf  [bodyHasherBuffer]byte
 }
 

@@ -378,15 +378,10 @@ func (v *Verifier) verify(ctx context.Context, h *message.Header, body io.Reader
 			return nil, err
 		}
 	}
-	var sumBuf [8][sha256.Size]byte
 	var sumsBuf [8][]byte
 	sums := sumsBuf[:0]
-	for i, bh := range hashers {
-		if i < len(sumBuf) {
-			sums = append(sums, bh.appendSum(sumBuf[i][:0]))
-		} else {
-			sums = append(sums, bh.Sum())
-		}
+	for _, bh := range hashers {
+		sums = append(sums, bh.appendSum(bh.sum[:0]))
 	}
 
 	var diagnose []pending

@@ -151,6 +151,10 @@ type Header struct {
 func ReadHeader(r *bufio.Reader, lim Limits) (*Header, error) {
 	maxBytes, maxFields := lim.maxBytes(), lim.maxFields()
 	h := &Header{}
+	// Fill r's buffer (a fresh or reset reader holds nothing yet) so that
+	// the size of the header block can be seen before it is copied. An
+	// error here is met again by the first ReadSlice.
+	r.Peek(1)
 	// All fields share one buffer; starts[i] is where field i begins.
 	buf := make([]byte, 0, sizeHint(r, maxBytes))
 	var startsBuf [64]int
