@@ -76,7 +76,8 @@ func TestVerifyCPUTime(t *testing.T) {
 	bodyR := func() { bh := NewBodyHasher(Relaxed, crypto.SHA256, -1); bh.Write(body); bh.Sum() }
 	bodyS := func() { bh := NewBodyHasher(Simple, crypto.SHA256, -1); bh.Write(body); bh.Sum() }
 	sha := func() { sha256.Sum256(body) }
-	hdr := func() { message.ReadHeader(bufio.NewReader(bytes.NewReader(msg)), message.Limits{}) }
+	hr, hbr := bytes.NewReader(msg), bufio.NewReaderSize(nil, 16<<10)
+	hdr := func() { hr.Reset(msg); hbr.Reset(hr); message.ReadHeader(hbr, message.Limits{}) }
 	prepared, err := ParseKeyRecord(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -88,8 +89,8 @@ func TestVerifyCPUTime(t *testing.T) {
 	}
 	var os_, ths, fs, fps, rf, rfp, rt []time.Duration
 	for range 9 {
-		o, th := cpuPerOp(1000, ours), cpuPerOp(1000, theirs)
-		f, fp := cpuPerOp(1000, floor), cpuPerOp(1000, floorPrepared)
+		o, th := cpuPerOp(4000, ours), cpuPerOp(4000, theirs)
+		f, fp := cpuPerOp(4000, floor), cpuPerOp(4000, floorPrepared)
 		os_, ths, fs, fps = append(os_, o), append(ths, th), append(fs, f), append(fps, fp)
 		// Ratios of measurements of the same round, in thousandths.
 		rf = append(rf, 1000*o/f)
@@ -106,12 +107,12 @@ func TestVerifyCPUTime(t *testing.T) {
 	oursSimple := func() { rS.Reset(msgS); vS.Verify(ctx, rS) }
 	var ss, sf []time.Duration
 	for range 9 {
-		o, f := cpuPerOp(1000, oursSimple), cpuPerOp(1000, floor)
+		o, f := cpuPerOp(4000, oursSimple), cpuPerOp(4000, floor)
 		ss, sf = append(ss, o), append(sf, 1000*o/f)
 	}
 	t.Logf("simple/simple: ours %v, median per-round ratio ours/floor %.2f", median(ss), float64(median(sf))/1000)
 	t.Logf("parts: relaxed body hash %v, simple body hash %v, SHA-256 of the body %v, header parsing %v",
-		cpuPerOp(2000, bodyR), cpuPerOp(2000, bodyS), cpuPerOp(2000, sha), cpuPerOp(2000, hdr))
+		cpuPerOp(8000, bodyR), cpuPerOp(8000, bodyS), cpuPerOp(8000, sha), cpuPerOp(8000, hdr))
 }
 
 func median(d []time.Duration) time.Duration {
