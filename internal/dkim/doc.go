@@ -21,4 +21,10 @@
 //   - VerifyDigest and SignDigest (RFC 6376 §3.3, RFC 8463 §3).
 //
 // Verifier and Signer put them together for DKIM-Signature fields.
+//
+// RSA keys are prepared for verification once, when their record is parsed
+// (Key.VerifyDigest): crypto/rsa has no way to keep the Montgomery
+// constants of a public modulus between calls, so the public operation uses
+// filippo.io/bigmod (the standard library's own modular arithmetic as a
+// module) and only the EMSA-PKCS1-v1_5 comparison is written here.
 package dkim
