@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rsa"
 	"crypto/sha256"
 	"os"
 	"runtime"
@@ -53,8 +52,8 @@ func TestVerifyCPUTime(t *testing.T) {
 	if os.Getenv("PORTCULLIS_CPU_BENCH") != "1" {
 		t.Skip("set PORTCULLIS_CPU_BENCH=1 to run")
 	}
-	b := &testing.B{}
-	msg, rec, key := benchMessage(b)
+	w := newFloorWork(t)
+	msg, rec := w.msg, w.record
 	resp := &dns.Response{Records: []dns.Record{txtRecord(rec)}}
 	v := &Verifier{Resolver: staticResolver{resp}}
 	ctx := context.Background()
@@ -62,31 +61,15 @@ func TestVerifyCPUTime(t *testing.T) {
 	ours := func() { r.Reset(msg); v.Verify(ctx, r) }
 	opts := &msgauth.VerifyOptions{LookupTXT: func(string) ([]string, error) { return []string{rec}, nil }}
 	theirs := func() { r.Reset(msg); msgauth.VerifyWithOptions(r, opts) }
-	br := bufio.NewReader(bytes.NewReader(msg))
-	h, _ := message.ReadHeader(br, message.Limits{})
-	body, _ := bytesFrom(br)
-	sig, _ := ParseSignature(h.Fields[0])
-	data, _ := AppendHeaderData(nil, sig.HeaderCanon, SelectHeaders(h.Fields, sig.Headers), h.Fields[0].Raw)
-	pub := key.Public().(*rsa.PublicKey)
-	floor := func() {
-		sha256.Sum256(body)
-		d := sha256.Sum256(data)
-		rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig.Value)
-	}
+	body := w.body
+	floor := func() { w.verify(nil) }
+	prepared := w.preparedKey(t)
+	floorPrepared := func() { w.verify(prepared) }
 	bodyR := func() { bh := NewBodyHasher(Relaxed, crypto.SHA256, -1); bh.Write(body); bh.Sum() }
 	bodyS := func() { bh := NewBodyHasher(Simple, crypto.SHA256, -1); bh.Write(body); bh.Sum() }
 	sha := func() { sha256.Sum256(body) }
 	hr, hbr := bytes.NewReader(msg), bufio.NewReaderSize(nil, 16<<10)
 	hdr := func() { hr.Reset(msg); hbr.Reset(hr); message.ReadHeader(hbr, message.Limits{}) }
-	prepared, err := ParseKeyRecord(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	floorPrepared := func() {
-		sha256.Sum256(body)
-		d := sha256.Sum256(data)
-		prepared.VerifyDigest(RSASHA256, d[:], sig.Value)
-	}
 	var os_, ths, fs, fps, rf, rfp, rt []time.Duration
 	for range 9 {
 		o, th := cpuPerOp(4000, ours), cpuPerOp(4000, theirs)
@@ -101,7 +84,7 @@ func TestVerifyCPUTime(t *testing.T) {
 		"floor with the prepared key %v; median per-round ratio ours/floor %.2f, ours/prepared floor %.2f, ours/go-msgauth %.2f",
 		median(os_), median(ths), median(fs), median(fps),
 		float64(median(rf))/1000, float64(median(rfp))/1000, float64(median(rt))/1000)
-	msgS, recS, _ := benchMessageCanon(b, "simple/simple")
+	msgS, recS, _ := benchMessageCanon(&testing.B{}, "simple/simple")
 	vS := &Verifier{Resolver: staticResolver{&dns.Response{Records: []dns.Record{txtRecord(recS)}}}}
 	rS := bytes.NewReader(msgS)
 	oursSimple := func() { rS.Reset(msgS); vS.Verify(ctx, rS) }
