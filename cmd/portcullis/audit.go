@@ -19,8 +19,9 @@ func newAuditCmd(g *globalFlags) *cobra.Command {
 		Short: "List and verify the audit log of governance changes",
 		Long: `The audit log records every change to what decides the fate of mail:
 exceptions and trusted sealers (request, approve, revoke, renew, expire),
-quarantine releases and deletions, configuration loads and notification
-settings, each with its actor, time, and the object before and after.
+quarantine releases, deletions and expiries, evidence removed by retention,
+configuration loads and notification settings, each with its actor, time,
+and the object before and after.
 
 It is a hash chain: each entry carries the SHA-256 of the one before, so
 "audit verify" finds an entry that was changed, removed or moved. Someone

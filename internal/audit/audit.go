@@ -49,7 +49,7 @@ import (
 type Action string
 
 // The actions. Each family names the object type ("exception",
-// "sealer", "quarantine", "config", "notifications").
+// "sealer", "quarantine", "evidence", "config", "notifications").
 const (
 	ExceptionRequest Action = "exception.request"
 	ExceptionApprove Action = "exception.approve"
@@ -74,6 +74,10 @@ const (
 	// QuarantineExpire records a retention run that removed items.
 	QuarantineExpire Action = "quarantine.expire"
 
+	// EvidenceExpire records a retention run that removed evidence
+	// records.
+	EvidenceExpire Action = "evidence.expire"
+
 	ConfigLoad          Action = "config.load"
 	NotificationsChange Action = "notifications.change"
 )
@@ -84,7 +88,7 @@ var Actions = []Action{
 	ExceptionRequest, ExceptionApprove, ExceptionRevoke, ExceptionRenew, ExceptionExpire,
 	SealerRequest, SealerApprove, SealerRevoke, SealerRenew, SealerExpire,
 	QuarantineReleaseRequest, QuarantineReleaseRefuse, QuarantineRelease, QuarantineDelete, QuarantineExpire,
-	ConfigLoad, NotificationsChange,
+	EvidenceExpire, ConfigLoad, NotificationsChange,
 }
 
 // Valid reports whether a has the shape family.verb: lower-case letters

@@ -36,6 +36,7 @@ import (
 	"portcullis/internal/metrics"
 	"portcullis/internal/pipeline"
 	"portcullis/internal/policy"
+	"portcullis/internal/quarantine"
 	"portcullis/internal/relay"
 	"portcullis/internal/smtpgw"
 	"portcullis/internal/store"
@@ -74,11 +75,11 @@ type Gateway struct {
 	observers []pipeline.Observer
 	gov       *govParts
 
-	running  atomic.Bool
-	stopOnce sync.Once
-	stopErr  error
-	prune    chan struct{}
-	wg       sync.WaitGroup
+	running   atomic.Bool
+	stopOnce  sync.Once
+	stopErr   error
+	stopPrune context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New builds a Gateway from cfg, which must have passed Validate. It opens
@@ -88,7 +89,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Gateway, err er
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: o.Logger, reg: prometheus.NewRegistry(), prune: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: o.Logger, reg: prometheus.NewRegistry()}
 	if g.log == nil {
 		g.log = cfg.Logger(os.Stderr)
 	}
@@ -216,8 +217,17 @@ func (g *Gateway) Start() error {
 		return err
 	}
 	g.running.Store(true)
+	// Retention: every run that removes evidence or quarantined mail is
+	// recorded in the audit log.
+	retention := &quarantine.Retention{Store: g.store, Log: g.gov.log,
+		EvidenceRetention: g.cfg.Store.EvidenceRetention.D(), QuarantineRetention: g.cfg.Store.QuarantineRetention.D()}
+	pctx, stopPrune := context.WithCancel(context.Background())
+	g.stopPrune = stopPrune
 	g.wg.Add(1)
-	go g.pruneLoop()
+	go func() {
+		defer g.wg.Done()
+		retention.Loop(pctx, g.cfg.Store.PruneInterval.D(), g.log)
+	}()
 	g.startGovernance()
 	attrs := []any{"config_version", g.hash, "data_dir", g.cfg.DataDir, "downstream", g.cfg.Downstream.Type}
 	for _, l := range g.cfg.Listeners {
@@ -249,29 +259,6 @@ func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-func (g *Gateway) pruneLoop() {
-	defer g.wg.Done()
-	t := time.NewTicker(g.cfg.Store.PruneInterval.D())
-	defer t.Stop()
-	for {
-		select {
-		case <-g.prune:
-			return
-		case now := <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			res, err := g.store.Prune(ctx, now, g.cfg.Store.EvidenceRetention.D(), g.cfg.Store.QuarantineRetention.D())
-			cancel()
-			if err != nil {
-				g.log.Error("retention pruning failed", "err", err)
-				continue
-			}
-			if res.Evidence+res.Quarantine+res.Orphans > 0 {
-				g.log.Info("retention pruning", "evidence", res.Evidence, "quarantine", res.Quarantine, "orphans", res.Orphans)
-			}
-		}
-	}
-}
-
 // Run starts the gateway, serves until ctx ends, then shuts down
 // gracefully within the configuration's shutdown_timeout.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -298,7 +285,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if err := g.smtp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("smtp: %w", err))
 		}
-		close(g.prune)
+		if g.stopPrune != nil {
+			g.stopPrune()
+		}
 		g.wg.Wait()
 		g.stopGovernance()
 		g.closeParts()

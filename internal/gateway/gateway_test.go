@@ -13,10 +13,13 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"portcullis/internal/audit"
 	"portcullis/internal/config"
 	"portcullis/internal/dns/dnstest"
 	"portcullis/internal/gateway"
 	"portcullis/internal/pipeline/pipelinetest"
+	"portcullis/internal/store"
+	"portcullis/internal/store/storetest"
 )
 
 // TestGatewayMaildir runs the gateway in-process on the zero-configuration
@@ -89,5 +92,67 @@ func TestGatewayMaildir(t *testing.T) {
 	}
 	if _, err := smtp.Dial(g.SMTPAddr("local").String()); err == nil {
 		t.Error("still accepting connections after Shutdown")
+	}
+}
+
+// TestGatewayRetentionAudited checks that the gateway's pruning removes an
+// expired quarantined message and an evidence record past its retention,
+// and records both removals in the audit log.
+func TestGatewayRetentionAudited(t *testing.T) {
+	dir := t.TempDir()
+	y := "data_dir: " + dir + "\nhostname: gw.lab.example\n" +
+		"listeners:\n  - name: local\n    address: 127.0.0.1:0\n    accept_domains: [" + pipelinetest.RecipientDomain + "]\n" +
+		"metrics:\n  disabled: true\nstore:\n  prune_interval: 100ms\n  evidence_retention: 1d\n"
+	cfg, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, _, err := cfg.OpenStore(ctx, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	it := &store.QuarantineItem{ID: "q-expired", Recipients: []string{"bob@" + pipelinetest.RecipientDomain},
+		Sender: "po@partner.example", Subject: "PO", Reason: "dmarc-quarantine",
+		ReceivedAt: now.Add(-48 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
+	if err := st.PutQuarantine(ctx, it, strings.NewReader("Subject: PO\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutEvidence(ctx, storetest.FullRecord("ev-old", now.Add(-72*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	g, err := gateway.New(ctx, cfg, gateway.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown(context.Background())
+	want := map[audit.Action]string{audit.QuarantineExpire: `"ids":["q-expired"]`, audit.EvidenceExpire: `"removed":1`}
+	for action, fragment := range want {
+		for {
+			evs, _, err := g.AuditLog().List(ctx, audit.Filter{Action: string(action)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) > 0 {
+				if len(evs) != 1 || evs[0].Actor != audit.SystemActor || !strings.Contains(string(evs[0].After), fragment) {
+					t.Errorf("%s: %d entries, first %+v, after %s", action, len(evs), evs[0], evs[0].After)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no %s entry in the audit log", action)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

@@ -62,6 +62,7 @@ type Daemon struct {
 
 	store    *sqlite.Store
 	gov      *governance.Service
+	audit    *audit.Log
 	notifier *quarantine.Notifier
 	releaser *milter.Releaser
 	pipe     *pipeline.Pipeline
@@ -115,11 +116,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if err != nil {
 		return nil, err
 	}
-	alog, err := audit.New(d.store, aopts)
-	if err != nil {
+	if d.audit, err = audit.New(d.store, aopts); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	if d.gov, err = governance.New(alog, cfg.GovernanceSettings(), &governance.Options{Logger: d.log}); err != nil {
+	if d.gov, err = governance.New(d.audit, cfg.GovernanceSettings(), &governance.Options{Logger: d.log}); err != nil {
 		return nil, fmt.Errorf("governance: %w", err)
 	}
 	if err := d.gov.Refresh(ctx, true); err != nil {
@@ -246,7 +246,11 @@ func (d *Daemon) Start() {
 	}()
 	go func() {
 		defer d.bg.Done()
-		d.pruneLoop(ctx)
+		// Retention: every run that removes evidence or quarantined
+		// mail is recorded in the audit log.
+		r := &quarantine.Retention{Store: d.store, Log: d.audit,
+			EvidenceRetention: d.cfg.Store.EvidenceRetention.D(), QuarantineRetention: d.cfg.Store.QuarantineRetention.D()}
+		r.Loop(ctx, d.cfg.Store.PruneInterval.D(), d.log)
 	}()
 	if d.notifier != nil {
 		d.bg.Add(1)
@@ -336,28 +340,4 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, "ok\n")
-}
-
-// pruneLoop deletes expired evidence and quarantined messages on
-// store.prune_interval until ctx ends.
-func (d *Daemon) pruneLoop(ctx context.Context) {
-	t := time.NewTicker(d.cfg.Store.PruneInterval.D())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-			res, err := d.store.Prune(pctx, now, d.cfg.Store.EvidenceRetention.D(), d.cfg.Store.QuarantineRetention.D())
-			cancel()
-			if err != nil {
-				d.log.Error("retention pruning failed", "err", err)
-				continue
-			}
-			if res.Evidence+res.Quarantine+res.Orphans > 0 {
-				d.log.Info("retention pruning", "evidence", res.Evidence, "quarantine", res.Quarantine, "orphans", res.Orphans)
-			}
-		}
-	}
 }

@@ -449,20 +449,10 @@ func (m *Manager) Delete(ctx context.Context, id, actor, reason string) error {
 }
 
 // Expire removes the items past their expiry or older than the retention
-// (store.Prune; evidence is left alone) and records the run in the audit
-// log when it removed any.
+// (evidence is left alone) and records the run in the audit log when it
+// removed any (Retention.Run).
 func (m *Manager) Expire(ctx context.Context) (int64, error) {
-	now := m.now()
-	res, err := m.st.Prune(ctx, now, 0, m.cfg.Retention.Std())
-	if err != nil {
-		return 0, err
-	}
-	if res.Quarantine > 0 {
-		after, _ := audit.Marshal(map[string]any{"removed": res.Quarantine, "retention": m.cfg.Retention.String()})
-		if _, err := m.log.Append(ctx, audit.Event{Actor: audit.SystemActor, Action: audit.QuarantineExpire, Time: now,
-			Object: audit.Object{Type: "quarantine", ID: "retention"}, After: after}); err != nil {
-			return res.Quarantine, err
-		}
-	}
-	return res.Quarantine, nil
+	r := Retention{Store: m.st, Log: m.log, QuarantineRetention: m.cfg.Retention.Std()}
+	res, err := r.Run(ctx, m.now())
+	return res.Quarantine, err
 }

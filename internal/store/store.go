@@ -298,6 +298,9 @@ type ConfigVersion struct {
 type PruneResult struct {
 	Evidence   int64
 	Quarantine int64
+	// QuarantineIDs are the ids of the quarantine items removed, so that
+	// the removal can be recorded item by item.
+	QuarantineIDs []string
 	// Orphans counts body files without a row (left by interrupted
 	// writes) that were removed.
 	Orphans int64

@@ -80,6 +80,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time, evidenceRetention, qua
 		// without rows, which the sweep below removes.
 		s.removeBodies(ids...)
 		res.Quarantine += int64(len(ids))
+		res.QuarantineIDs = append(res.QuarantineIDs, ids...)
 		if len(ids) < pruneChunk {
 			break
 		}

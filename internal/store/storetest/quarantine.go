@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -583,6 +584,10 @@ func testPruneQuarantine(t *testing.T, h *harness) {
 	if res.Quarantine != 3 || res.Evidence != 0 {
 		t.Errorf("Prune = %+v, want 3 quarantine items, 0 evidence", res)
 	}
+	removed := slices.Sorted(slices.Values(res.QuarantineIDs))
+	if want := []string{"beyond-retention", "expired", "expires-now"}; !slices.Equal(removed, want) {
+		t.Errorf("Prune removed %v, want %v", removed, want)
+	}
 	for _, it := range items {
 		_, err := s.GetQuarantine(ctx, it.id)
 		_, berr := s.OpenQuarantineBody(ctx, it.id)
@@ -598,7 +603,7 @@ func testPruneQuarantine(t *testing.T, h *harness) {
 	}
 	// Without a retention, only expiry removes items.
 	res, err = s.Prune(ctx, now.Add(2*day), 0, 0)
-	if err != nil || res.Quarantine != 1 {
+	if err != nil || res.Quarantine != 1 || !slices.Equal(res.QuarantineIDs, []string{"fresh"}) {
 		t.Errorf("second prune: %+v, %v; want the one item expired since", res, err)
 	}
 	if _, err := s.GetEvidence(ctx, "kept"); err != nil {
