@@ -115,13 +115,17 @@ func New(cfg Config) (*Analyzer, error) {
 		cfg.Clock = time.Now
 	}
 	a := &Analyzer{cfg: cfg}
+	// DKIM and ARC share the parsed keys (and prepared RSA moduli): a
+	// forwarder's ARC key is often its DKIM key too.
+	keys := dkim.NewKeyCache(0)
 	a.dkim = &dkim.Verifier{
 		Resolver:      cfg.Resolver,
 		Now:           cfg.Clock,
 		MaxSignatures: cfg.MaxDKIMSignatures,
 		HeaderLimits:  cfg.HeaderLimits,
+		Keys:          keys,
 	}
-	a.arc = &arc.Verifier{Resolver: cfg.Resolver, Clock: cfg.Clock}
+	a.arc = &arc.Verifier{Resolver: cfg.Resolver, Clock: cfg.Clock, Keys: keys}
 	a.spfOpts = &spf.Options{
 		Timeout:       cfg.CheckTimeout,
 		DisableTrace:  !cfg.SPFTrace,

@@ -6,15 +6,26 @@ import (
 	"testing"
 
 	"portcullis/internal/authres"
+	"portcullis/internal/dkim"
 )
 
 // BenchmarkVerifyChain validates a message with three ARC sets (RSA-1024,
 // Ed25519, RSA-1024), keys served by an in-memory zone: three seals, the
 // newest AMS and two older ones for oldest-pass.
 func BenchmarkVerifyChain(b *testing.B) {
+	benchmarkVerifyChain(b, nil)
+}
+
+// BenchmarkVerifyChainSharedKeys is BenchmarkVerifyChain with the parsed
+// keys kept across messages, as the analysis keeps them.
+func BenchmarkVerifyChainSharedKeys(b *testing.B) {
+	benchmarkVerifyChain(b, dkim.NewKeyCache(0))
+}
+
+func benchmarkVerifyChain(b *testing.B, keys *dkim.KeyCache) {
 	z, raw := threeHops(b)
 	h, body := readMessage(b, raw)
-	v := &Verifier{Resolver: z}
+	v := &Verifier{Resolver: z, Keys: keys}
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))

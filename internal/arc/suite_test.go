@@ -109,11 +109,22 @@ func zoneFrom(records map[string]string) *dns.Zone {
 }
 
 func TestValidationSuite(t *testing.T) {
+	runValidationSuite(t, nil)
+}
+
+// TestValidationSuiteSharedKeys runs the suite again with one key cache
+// for all its scenarios, as the analysis shares one between messages: the
+// cache is keyed by the record text, so every result must be the same.
+func TestValidationSuiteSharedKeys(t *testing.T) {
+	runValidationSuite(t, dkim.NewKeyCache(0))
+}
+
+func runValidationSuite(t *testing.T, keys *dkim.KeyCache) {
 	dir := testutil.SharedTestdata(t, "arc-valimail")
 	scenarios := readScenarios[validationScenario](t, filepath.Join(dir, "arc-draft-validation-tests.yml"))
 	total, passed := 0, 0
 	for _, sc := range scenarios {
-		v := &Verifier{Resolver: zoneFrom(sc.TXTRecords)}
+		v := &Verifier{Resolver: zoneFrom(sc.TXTRecords), Keys: keys}
 		names := make([]string, 0, len(sc.Tests))
 		for n := range sc.Tests {
 			names = append(names, n)

@@ -31,6 +31,9 @@ type Verifier struct {
 	SkipOldestPass bool
 	// Clock gives the time for x= expiry; nil means time.Now.
 	Clock func() time.Time
+	// Keys keeps parsed key records across messages (it may be shared
+	// with a DKIM verifier); nil parses each message's keys afresh.
+	Keys *dkim.KeyCache
 }
 
 func (v *Verifier) minRSABits() int { return max(v.MinRSABits, dkim.DefaultMinRSABits) }
@@ -303,7 +306,7 @@ func (vr *validation) key(selector, domain string, alg dkim.Algorithm) (*dkim.Ke
 	id := selector + "\x00" + domain
 	kr, ok := vr.keys[id]
 	if !ok {
-		kr.key, kr.err = dkim.LookupKey(vr.ctx, vr.v.Resolver, selector, domain)
+		kr.key, kr.err = vr.v.Keys.Lookup(vr.ctx, vr.v.Resolver, selector, domain)
 		vr.keys[id] = kr
 	}
 	if kr.err != nil {

@@ -98,18 +98,17 @@ type Verifier struct {
 	// failure (only when the body can be read again: an io.Seeker).
 	// Default DefaultMaxDiagnosisBytes; negative: no diagnosis.
 	MaxDiagnosisBytes int64
-	// KeyCacheSize bounds the cache of parsed key records (keyed by the
-	// record text, so it never serves a record DNS no longer returns).
-	// Default DefaultKeyCacheSize; negative: no cache.
+	// Keys is a cache of parsed key records that the verifier shares
+	// with others (an ARC verifier, say). When nil, the verifier keeps
+	// its own of KeyCacheSize.
+	Keys *KeyCache
+	// KeyCacheSize bounds the verifier's own cache of parsed key records
+	// (keyed by the record text, so it never serves a record DNS no
+	// longer returns). Default DefaultKeyCacheSize; negative: no cache.
 	KeyCacheSize int
 
-	mu   sync.Mutex
-	keys map[string]keyEntry
-}
-
-type keyEntry struct {
-	key *Key
-	err error
+	ownKeys     *KeyCache
+	ownKeysOnce sync.Once
 }
 
 // SignatureResult is the outcome of one DKIM-Signature, with what
@@ -462,46 +461,23 @@ func checkKey(k *Key, sig *Signature) error {
 	return nil
 }
 
-// lookupKey fetches the key record, parsing each record text once (the
-// cache is keyed by the text DNS returned, so DNS and its TTLs stay the
-// authority on which record is current).
+// lookupKey fetches the key record through the verifier's key cache.
 func (v *Verifier) lookupKey(ctx context.Context, selector, domain string) (*Key, error) {
-	txts, err := lookupKeyTXT(ctx, v.Resolver, selector, domain)
-	if err != nil {
-		return nil, err
+	return v.keyCache().Lookup(ctx, v.Resolver, selector, domain)
+}
+
+// keyCache returns Keys, or the verifier's own cache (nil when
+// KeyCacheSize is negative).
+func (v *Verifier) keyCache() *KeyCache {
+	if v.Keys != nil {
+		return v.Keys
 	}
-	if v.KeyCacheSize < 0 {
-		return parseKeyRecords(txts)
-	}
-	var first error
-	for _, t := range txts {
-		v.mu.Lock()
-		e, ok := v.keys[t]
-		v.mu.Unlock()
-		if !ok {
-			e.key, e.err = ParseKeyRecord(t)
-			size := v.KeyCacheSize
-			if size == 0 {
-				size = DefaultKeyCacheSize
-			}
-			v.mu.Lock()
-			if v.keys == nil || len(v.keys) >= size {
-				v.keys = make(map[string]keyEntry)
-			}
-			v.keys[t] = e
-			v.mu.Unlock()
+	v.ownKeysOnce.Do(func() {
+		if v.KeyCacheSize >= 0 {
+			v.ownKeys = NewKeyCache(v.KeyCacheSize)
 		}
-		if e.err == nil {
-			return e.key, nil
-		}
-		if first == nil {
-			first = e.err
-			if e.key != nil && e.key.Revoked {
-				return e.key, e.err
-			}
-		}
-	}
-	return nil, first
+	})
+	return v.ownKeys
 }
 
 func newResult(sig *Signature) *SignatureResult {
