@@ -134,7 +134,7 @@ func newExceptionRequestCmd(g *globalFlags, f *govFlags) *cobra.Command {
 	fl.StringVar(&r.Justification, "justification", "", "why it is needed (required)")
 	fl.StringVar(&r.Ticket, "ticket", "", "change or ticket reference")
 	fl.StringVar(&expires, "expires", "", "expiry: a duration (30d, 2w) or a date (required; at most governance.max_lifetime ahead)")
-	fl.StringVar(&actor, "actor", "", "who requests it (required)")
+	fl.StringVar(&actor, "actor", "", "who requests it (required unless governance.actor_auth is os)")
 	return cmd
 }
 
@@ -169,7 +169,7 @@ func newSealerRequestCmd(g *globalFlags, f *govFlags) *cobra.Command {
 	fl.StringVar(&r.Justification, "justification", "", "why it is trusted (required)")
 	fl.StringVar(&r.Ticket, "ticket", "", "change or ticket reference")
 	fl.StringVar(&expires, "expires", "", "expiry: a duration (30d) or a date (required)")
-	fl.StringVar(&actor, "actor", "", "who requests it (required)")
+	fl.StringVar(&actor, "actor", "", "who requests it (required unless governance.actor_auth is os)")
 	return cmd
 }
 
@@ -188,7 +188,7 @@ func newApproveCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Com
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&actor, "actor", "", "who approves (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who approves (required unless governance.actor_auth is os)")
 	return cmd
 }
 
@@ -206,7 +206,7 @@ func newRevokeCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Comm
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&actor, "actor", "", "who revokes (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who revokes (required unless governance.actor_auth is os)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
 	return cmd
 }
@@ -231,7 +231,7 @@ func newRenewCmd(g *globalFlags, f *govFlags, kind governance.Kind) *cobra.Comma
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&actor, "actor", "", "who requests the renewal (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who requests the renewal (required unless governance.actor_auth is os)")
 	cmd.Flags().StringVar(&expires, "expires", "", "new expiry: a duration from now (30d) or a date (required)")
 	cmd.Flags().StringVar(&justification, "justification", "", "why it is still needed")
 	return cmd

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -101,6 +102,43 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q: want a duration (30d, 2w, 36h), a date (YYYY-MM-DD) or an RFC 3339 time", s)
 }
 
+// osAccount returns the operating-system account the command runs for:
+// its user's login name or, for a command run as root through sudo, the
+// account sudo names in SUDO_USER (root may change the data directory at
+// will, so its environment is taken as it is). Tests replace it.
+var osAccount = func() (string, error) {
+	u, err := user.Current()
+	if err != nil {
+		return "", err
+	}
+	if u.Uid == "0" {
+		if s := os.Getenv("SUDO_USER"); s != "" {
+			return s, nil
+		}
+	}
+	return u.Username, nil
+}
+
+// resolveActor checks *actor under governance.actor_auth. With "os" the
+// actor is the account running the command: an empty --actor becomes it,
+// another name is refused.
+func resolveActor(c *config.Config, actor *string) error {
+	if c.Governance.ActorAuth == config.ActorAuthOS {
+		who, err := osAccount()
+		if err != nil {
+			return fmt.Errorf("governance.actor_auth is os, and the account running this command is unknown: %w", err)
+		}
+		switch *actor {
+		case "":
+			*actor = who
+		case who:
+		default:
+			return fmt.Errorf("--actor %s: this command runs as %s, and governance.actor_auth: os makes the actor the account that runs it", *actor, who)
+		}
+	}
+	return requireActor(*actor)
+}
+
 // requireActor checks --actor.
 func requireActor(actor string) error {
 	if actor == "" {
@@ -163,21 +201,21 @@ func trail(w io.Writer, env *govEnv, cmd *cobra.Command, typ, id string) error {
 	return nil
 }
 
-// govRun returns the RunE of a governance command: it checks *actor when
-// the command records a change (actor not nil), opens the governance
-// environment, runs fn with it and closes it.
+// govRun returns the RunE of a governance command: it opens the
+// governance environment, checks *actor when the command records a change
+// (actor not nil; resolveActor), runs fn and closes the environment.
 func govRun(g *globalFlags, f *govFlags, actor *string, fn func(cmd *cobra.Command, env *govEnv, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		if actor != nil {
-			if err := requireActor(*actor); err != nil {
-				return err
-			}
-		}
 		env, err := openGov(cmd, g, f)
 		if err != nil {
 			return err
 		}
 		defer env.Close()
+		if actor != nil {
+			if err := resolveActor(env.cfg, actor); err != nil {
+				return err
+			}
+		}
 		return fn(cmd, env, args)
 	}
 }

@@ -340,3 +340,60 @@ func TestParseExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestActorAuthOS checks governance.actor_auth: os: the actor is the
+// account running the command; --actor may be left out, and another name
+// is refused, so the second-person rule rests on accounts.
+func TestActorAuthOS(t *testing.T) {
+	cfg := govConfig(t, nil, "  actor_auth: os\n")
+	c := "--config=" + cfg
+	account := "alice"
+	real := osAccount
+	osAccount = func() (string, error) { return account, nil }
+	t.Cleanup(func() { osAccount = real })
+
+	request := []string{"exception", "request", c, "--id", "partner-po", "--from-domain", "partner.example", "--owner", "procurement",
+		"--dkim-domain", "mailer.partner.example", "--justification", "POs", "--expires", "30d"}
+	if _, err := run(t, newExceptionCmd, append(request, "--actor", "bob")...); err == nil ||
+		!strings.Contains(err.Error(), "this command runs as alice") {
+		t.Fatalf("request naming another actor: %v", err)
+	}
+	out := mustRun(t, newExceptionCmd, request...)
+	if !strings.Contains(out, "exception partner-po requested by alice") {
+		t.Errorf("request without --actor:\n%s", out)
+	}
+	// alice cannot approve her own request, nor approve as bob.
+	if _, err := run(t, newExceptionCmd, "exception", "approve", "partner-po", c); !errors.Is(err, governance.ErrForbidden) {
+		t.Errorf("alice approving her own request: %v", err)
+	}
+	if _, err := run(t, newExceptionCmd, "exception", "approve", "partner-po", c, "--actor", "bob"); err == nil ||
+		!strings.Contains(err.Error(), "runs as alice") {
+		t.Errorf("alice approving as bob: %v", err)
+	}
+	account = "bob"
+	mustRun(t, newExceptionCmd, "exception", "approve", "partner-po", c)
+	out = mustRun(t, newAuditCmd, "audit", "list", c, "--json")
+	var evs []struct{ Actor, Action string }
+	if err := json.Unmarshal([]byte(out), &evs); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Action+" by "+e.Actor)
+	}
+	if want := "exception.request by alice,exception.approve by bob"; strings.Join(got, ",") != want {
+		t.Errorf("audit: %s, want %s", strings.Join(got, ","), want)
+	}
+
+	// The real account of this process, whatever it is, is the only
+	// accepted actor.
+	osAccount = real
+	who, err := real()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, newExceptionCmd, append(request, "--actor", "not-"+who)...); err == nil ||
+		!strings.Contains(err.Error(), "runs as "+who) {
+		t.Errorf("another name than the real account %s: %v", who, err)
+	}
+}

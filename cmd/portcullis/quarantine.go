@@ -232,7 +232,7 @@ func newQuarantineReleaseCmd(g *globalFlags, f *govFlags, verb string) *cobra.Co
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&actor, "actor", "", "who releases (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who releases (required unless governance.actor_auth is os)")
 	return cmd
 }
 
@@ -268,7 +268,7 @@ func newQuarantineActCmd(g *globalFlags, f *govFlags, verb string) *cobra.Comman
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&actor, "actor", "", "who acts (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who acts (required unless governance.actor_auth is os)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
 	return cmd
 }
@@ -446,7 +446,7 @@ func newNotificationsSetCmd(g *globalFlags, f *govFlags) *cobra.Command {
 	fl.StringVar(&from, "from", "", "From address of notifications")
 	fl.StringVar(&admin, "admin", "", "address for what has no owner address")
 	fl.StringArrayVar(&owners, "owner", nil, "TEAM=ADDRESS: where a team's notifications go (repeatable)")
-	fl.StringVar(&actor, "actor", "", "who changes them (required, an admin)")
+	fl.StringVar(&actor, "actor", "", "who changes them (an admin; required unless governance.actor_auth is os)")
 	return cmd
 }
 
@@ -456,20 +456,12 @@ func newNotificationsWatchCmd(g *globalFlags, f *govFlags) *cobra.Command {
 		Use:   "watch add|remove DOMAIN [--owner O] [--note N] --actor A",
 		Short: "Watch a partner domain: alert its owner when its mail is quarantined or rejected",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireActor(actor); err != nil {
-				return err
-			}
+		RunE: govRun(g, f, &actor, func(cmd *cobra.Command, env *govEnv, args []string) error {
 			op, domain := args[0], strings.ToLower(strings.TrimSuffix(args[1], "."))
 			if op != "add" && op != "remove" {
 				return fmt.Errorf("%q: want add or remove", op)
 			}
-			env, err := openGov(cmd, g, f)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
-			_, _, err = quarantine.UpdateSettings(cmd.Context(), env.log, env.cfg.GovernanceRoles(), actor, func(s *quarantine.Settings) error {
+			_, _, err := quarantine.UpdateSettings(cmd.Context(), env.log, env.cfg.GovernanceRoles(), actor, func(s *quarantine.Settings) error {
 				i := slices.IndexFunc(s.Watch, func(w quarantine.Watch) bool { return w.Domain == domain })
 				if op == "remove" {
 					if i < 0 {
@@ -494,11 +486,11 @@ func newNotificationsWatchCmd(g *globalFlags, f *govFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "watch %s %s by %s\n", domain, map[string]string{"add": "set", "remove": "removed"}[op], actor)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&owner, "owner", "", "who is alerted: an address or a team")
 	cmd.Flags().StringVar(&note, "note", "", "why the domain is watched")
-	cmd.Flags().StringVar(&actor, "actor", "", "who changes it (required, an admin)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who changes it (an admin; required unless governance.actor_auth is os)")
 	return cmd
 }
 

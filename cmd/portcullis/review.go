@@ -39,7 +39,8 @@ team accountable for it and how to fix it:
   ungoverned-exception, ungoverned-sealer  set in the file, outside governance
   notifications-disabled    digests, alerts or expiry warnings turned off
   owner-unreachable         an owner without a notification address
-  roles-unset, release-without-approval, audit-unkeyed  governance settings
+  roles-unset, actors-unauthenticated, release-without-approval, audit-unkeyed
+                            governance settings
 
 Exit status: 0, or 1 with --fail-on when a finding is at least that severe;
 2 on error.`,

@@ -44,7 +44,18 @@ type GovernanceConfig struct {
 	// RefreshInterval is how often the gateway looks for governance
 	// changes made by another process (the CLI). Default 2s.
 	RefreshInterval Duration `yaml:"refresh_interval"`
+	// ActorAuth says how the CLI's --actor is checked. "" (the default)
+	// takes it as given: a claimed name, recorded as claimed. ActorAuthOS
+	// requires it to be the operating-system account that runs the
+	// command (for a command run as root through sudo, the account sudo
+	// ran it for), so that the second-person rule rests on accounts, not
+	// on names anyone can type.
+	ActorAuth string `yaml:"actor_auth,omitempty"`
 }
+
+// ActorAuthOS is the governance.actor_auth value that binds --actor to the
+// operating-system account running the CLI.
+const ActorAuthOS = "os"
 
 // fillGovernance sets the governance defaults.
 func (c *Config) fillGovernance() {
@@ -86,6 +97,11 @@ func (c *Config) validateGovernance() error {
 		default:
 			return errorf("governance.users."+actor, "role %q: want operator or admin", role)
 		}
+	}
+	switch g.ActorAuth {
+	case "", ActorAuthOS:
+	default:
+		return errorf("governance.actor_auth", "%q: want %q or nothing", g.ActorAuth, ActorAuthOS)
 	}
 	if g.NotificationsFrom != "" && (!strings.Contains(g.NotificationsFrom, "@") || strings.ContainsAny(g.NotificationsFrom, " \t\r\n<>")) {
 		return errorf("governance.notifications_from", "%q is not an address", g.NotificationsFrom)

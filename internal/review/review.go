@@ -71,6 +71,7 @@ const (
 	NotificationsDisabled = "notifications-disabled"
 	OwnerUnreachable      = "owner-unreachable"
 	RolesUnset            = "roles-unset"
+	ActorsUnauthenticated = "actors-unauthenticated"
 	ReleaseUnapproved     = "release-without-approval"
 	AuditUnkeyed          = "audit-unkeyed"
 )
@@ -274,6 +275,11 @@ func Review(in Input) []Finding {
 		add(Finding{ID: RolesUnset, Severity: Medium, Subject: "governance.users",
 			Message: "no users and roles are configured: any actor may approve; the second-person rule rests on the --actor names alone",
 			Owner:   ownerOf(c.Policy.Owner), Fix: "list the operators and admins under governance.users"})
+	}
+	if c.Governance.ActorAuth != config.ActorAuthOS {
+		add(Finding{ID: ActorsUnauthenticated, Severity: Low, Subject: "governance.actor_auth",
+			Message: "--actor is a claimed name: whoever runs the CLI on the data directory may approve as anyone",
+			Owner:   ownerOf(c.Policy.Owner), Fix: "give each person an account of their own and set governance.actor_auth: os"})
 	}
 	if !c.Governance.ReleaseRequiresApproval {
 		add(Finding{ID: ReleaseUnapproved, Severity: Info, Subject: "governance.release_requires_approval",

@@ -33,6 +33,7 @@ governance:
   users: {alice: operator, bob: admin}
   release_requires_approval: true
   audit_key_file: /etc/portcullis/audit.key
+  actor_auth: os
 `
 
 func parse(t *testing.T, y string) *config.Config {
@@ -222,7 +223,7 @@ func TestNotificationsDisabled(t *testing.T) {
 func TestGovernanceSettings(t *testing.T) {
 	c := parse(t, strings.Split(base, "governance:")[0])
 	fs := run(t, review.Input{Config: c})
-	for _, id := range []string{review.RolesUnset, review.ReleaseUnapproved, review.AuditUnkeyed} {
+	for _, id := range []string{review.RolesUnset, review.ActorsUnauthenticated, review.ReleaseUnapproved, review.AuditUnkeyed} {
 		if len(find(fs, id)) != 1 {
 			t.Errorf("no %s finding: %v", id, fs)
 		}
