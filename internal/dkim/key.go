@@ -262,13 +262,11 @@ func KeyName(selector, domain string) string {
 // is not a valid DNS name) wraps ErrNoKey; a record that does not parse
 // wraps ErrKeySyntax or ErrKeyUnsupported; a revoked key wraps
 // ErrKeyRevoked (all permerror). When several TXT records exist, the first
-// that parses is used; if none does, the error of the first is returned.
+// that parses is used; if none does, the error of the first is returned
+// (with the key, when it is a revoked one). KeyCache.Lookup does the same
+// and keeps the parsed records.
 func LookupKey(ctx context.Context, r dns.Resolver, selector, domain string) (*Key, error) {
-	txts, err := lookupKeyTXT(ctx, r, selector, domain)
-	if err != nil {
-		return nil, err
-	}
-	return parseKeyRecords(txts)
+	return (*KeyCache)(nil).Lookup(ctx, r, selector, domain)
 }
 
 func lookupKeyTXT(ctx context.Context, r dns.Resolver, selector, domain string) ([]string, error) {
@@ -290,18 +288,4 @@ func lookupKeyTXT(ctx context.Context, r dns.Resolver, selector, domain string) 
 		return nil, fmt.Errorf("%w: %s has no TXT record", ErrNoKey, name)
 	}
 	return txts, nil
-}
-
-func parseKeyRecords(txts []string) (*Key, error) {
-	var first error
-	for _, t := range txts {
-		k, err := ParseKeyRecord(t)
-		if err == nil {
-			return k, nil
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	return nil, first
 }

@@ -42,9 +42,6 @@ func (c *KeyCache) Lookup(ctx context.Context, r dns.Resolver, selector, domain 
 	if err != nil {
 		return nil, err
 	}
-	if c == nil {
-		return parseKeyRecords(txts)
-	}
 	var first error
 	for _, t := range txts {
 		e := c.parse(t)
@@ -61,9 +58,14 @@ func (c *KeyCache) Lookup(ctx context.Context, r dns.Resolver, selector, domain 
 	return nil, first
 }
 
-// parse returns the cached parse of the record text t, parsing it first
-// when it is not cached.
+// parse returns the parse of the record text t: the cached one, or a new
+// one that is then cached (a nil cache parses every time).
 func (c *KeyCache) parse(t string) keyEntry {
+	var e keyEntry
+	if c == nil {
+		e.key, e.err = ParseKeyRecord(t)
+		return e
+	}
 	c.mu.Lock()
 	e, ok := c.keys[t]
 	c.mu.Unlock()

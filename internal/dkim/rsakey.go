@@ -15,8 +15,8 @@ import (
 // crypto/rsa prepares the modulus (its Montgomery constants, R² mod n) on
 // every call to VerifyPKCS1v15, about a quarter of the cost of an
 // RSA-2048 verification. A gateway verifies signatures from a small set of
-// keys again and again, and the key cache (Verifier.KeyCacheSize) keeps the
-// parsed Key, so the preparation is done once per key record here.
+// keys again and again, and the key cache (KeyCache) keeps the parsed Key,
+// so the preparation is done once per key record here.
 // crypto/rsa offers no way to keep it, so the public operation uses
 // filippo.io/bigmod, the standard library's own modular arithmetic
 // (crypto/internal/fips140/bigmod) published as a module; only the
