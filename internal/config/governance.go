@@ -157,3 +157,10 @@ func (c *Config) AuditOptions() (*audit.Options, error) {
 	o.Key = key
 	return o, nil
 }
+
+// Retention returns the retention run of the store section over st, each
+// run that removes anything recorded in log.
+func (c *Config) Retention(st quarantine.Pruner, log *audit.Log) *quarantine.Retention {
+	return &quarantine.Retention{Store: st, Log: log,
+		EvidenceRetention: c.Store.EvidenceRetention.D(), QuarantineRetention: c.Store.QuarantineRetention.D()}
+}

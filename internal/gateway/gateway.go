@@ -36,7 +36,6 @@ import (
 	"portcullis/internal/metrics"
 	"portcullis/internal/pipeline"
 	"portcullis/internal/policy"
-	"portcullis/internal/quarantine"
 	"portcullis/internal/relay"
 	"portcullis/internal/smtpgw"
 	"portcullis/internal/store"
@@ -219,8 +218,7 @@ func (g *Gateway) Start() error {
 	g.running.Store(true)
 	// Retention: every run that removes evidence or quarantined mail is
 	// recorded in the audit log.
-	retention := &quarantine.Retention{Store: g.store, Log: g.gov.log,
-		EvidenceRetention: g.cfg.Store.EvidenceRetention.D(), QuarantineRetention: g.cfg.Store.QuarantineRetention.D()}
+	retention := g.cfg.Retention(g.store, g.gov.log)
 	pctx, stopPrune := context.WithCancel(context.Background())
 	g.stopPrune = stopPrune
 	g.wg.Add(1)

@@ -248,9 +248,7 @@ func (d *Daemon) Start() {
 		defer d.bg.Done()
 		// Retention: every run that removes evidence or quarantined
 		// mail is recorded in the audit log.
-		r := &quarantine.Retention{Store: d.store, Log: d.audit,
-			EvidenceRetention: d.cfg.Store.EvidenceRetention.D(), QuarantineRetention: d.cfg.Store.QuarantineRetention.D()}
-		r.Loop(ctx, d.cfg.Store.PruneInterval.D(), d.log)
+		d.cfg.Retention(d.store, d.audit).Loop(ctx, d.cfg.Store.PruneInterval.D(), d.log)
 	}()
 	if d.notifier != nil {
 		d.bg.Add(1)
