@@ -131,17 +131,7 @@ usage or input error.`,
 			case err != nil:
 				return &exitError{code: 1, err: fmt.Errorf("not sealed: %w", err)}
 			}
-			for _, f := range set.Fields() {
-				b := f.Raw
-				if h.BareLF {
-					b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-				}
-				if _, err := out.Write(b); err != nil {
-					return err
-				}
-			}
-			_, err = out.Write(raw)
-			return err
+			return writePrepended(out, h, raw, set.Fields()...)
 		},
 	}
 	f := cmd.Flags()

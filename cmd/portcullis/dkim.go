@@ -35,6 +35,23 @@ func readMessageArg(cmd *cobra.Command, arg string) ([]byte, error) {
 	return os.ReadFile(arg)
 }
 
+// writePrepended writes fields, then the message raw as it came. The new
+// fields take the message's line endings: bare LF when its header used
+// them (h.BareLF), CRLF otherwise.
+func writePrepended(w io.Writer, h *message.Header, raw []byte, fields ...*message.Field) error {
+	for _, f := range fields {
+		b := f.Raw
+		if h.BareLF {
+			b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(raw)
+	return err
+}
+
 func newDKIMSignCmd() *cobra.Command {
 	var (
 		domain, selector, keyPath, alg, canon, headers, timestamp string
@@ -117,16 +134,7 @@ the wire) and printed with LF endings, the signature field included.`,
 			if err != nil {
 				return err
 			}
-			sig := f.Raw
-			if h.BareLF {
-				sig = bytes.ReplaceAll(sig, []byte("\r\n"), []byte("\n"))
-			}
-			out := cmd.OutOrStdout()
-			if _, err := out.Write(sig); err != nil {
-				return err
-			}
-			_, err = out.Write(raw)
-			return err
+			return writePrepended(cmd.OutOrStdout(), h, raw, f)
 		},
 	}
 	f := cmd.Flags()
